@@ -1,0 +1,32 @@
+# zonalread — see README.md.
+GO ?= go
+PKGS := ./...
+
+.PHONY: all test test-short lint bench bench-short demo soak fuzz
+
+all: lint test
+
+## test: the whole suite with the race detector (what CI runs).
+test:
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+## test-short: skip the slower end-to-end tests.
+test-short:
+	$(GO) test -race -short -count=1 $(PKGS)
+
+## lint: gofmt must print nothing; go vet must pass.
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## bench: package benchmarks on the shaped in-process servers.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+## bench-short: a quick pass over the same benchmarks (no assertions on time).
+bench-short:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 10m $(PKGS)
+
+## demo: start the embedded fake server with sample data and tour the CLI.
+demo:
+	$(GO) run ./cmd/gcscat demo

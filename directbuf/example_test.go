@@ -1,0 +1,30 @@
+package directbuf_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/zonalread/zonalread/directbuf"
+)
+
+// Two fetches fill one buffer in place; a reader waits only for its bytes.
+func Example() {
+	pool := directbuf.NewPool(1 << 20)
+	buf, err := pool.Get(context.Background(), 11)
+	if err != nil {
+		panic(err)
+	}
+	defer buf.Release()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { fmt.Fprint(buf.Section(0, 6), "hello ") })
+	wg.Go(func() { fmt.Fprint(buf.Section(6, 5), "world") })
+
+	if err := buf.Wait(context.Background(), 0, 11); err != nil {
+		panic(err)
+	}
+	wg.Wait()
+	fmt.Println(string(buf.Bytes()))
+	// Output: hello world
+}

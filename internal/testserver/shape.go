@@ -1,0 +1,319 @@
+// Package testserver runs shaped, fault-injecting fake GCS servers in-process:
+// fake-gcs-server over TCP for the HTTP (JSON/XML) path and a hand-written
+// google.storage.v2 gRPC server for the BidiReadObject (MultiRangeDownloader)
+// path. Both share one object store, so an object written or overwritten
+// through one is seen by the other.
+//
+// It is used by tests, benchmarks and the gcscat demo; it never needs the
+// internet or docker.
+package testserver
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Shape describes the link between client and server.
+// The zero Shape is an unshaped loopback link.
+type Shape struct {
+	// Latency is added before the first byte of every response: an HTTP
+	// request, or a read range on a gRPC stream.
+	Latency time.Duration
+	// ConnBandwidth caps bytes per second on one connection (HTTP) or one
+	// stream (gRPC). 0 means unlimited.
+	ConnBandwidth int64
+	// AggregateBandwidth caps bytes per second across all connections and
+	// streams of the server. 0 means unlimited.
+	AggregateBandwidth int64
+}
+
+// Profiles used by benchmarks and the demo.
+var (
+	// ProfileStandard is a regional bucket seen from a VM: tens of ms to
+	// first byte and a per-stream cap well under the NIC.
+	ProfileStandard = Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 1000 << 20}
+	// ProfileZonal is a Rapid bucket in the same zone: ~2 ms to first byte.
+	ProfileZonal = Shape{Latency: 2 * time.Millisecond, ConnBandwidth: 200 << 20, AggregateBandwidth: 1000 << 20}
+)
+
+// FaultKind names a fault the servers can inject.
+type FaultKind int
+
+const (
+	// Fault503 answers HTTP 503 (gRPC: UNAVAILABLE) before any byte of the body.
+	Fault503 FaultKind = iota + 1
+	// FaultReset sends AfterBytes bytes of the body, then breaks the
+	// connection (HTTP) or ends the stream with an error (gRPC).
+	FaultReset
+	// FaultShortBody sends AfterBytes bytes of the body and then ends the
+	// response cleanly, short of what it promised.
+	FaultShortBody
+	// FaultStall sends AfterBytes bytes and then sends nothing more until the
+	// client goes away.
+	FaultStall
+)
+
+func (k FaultKind) String() string {
+	switch k {
+	case Fault503:
+		return "503"
+	case FaultReset:
+		return "reset"
+	case FaultShortBody:
+		return "short-body"
+	case FaultStall:
+		return "stall"
+	}
+	return "unknown"
+}
+
+// Fault is a rule for injecting a fault into data responses (object media
+// downloads over HTTP, read ranges over gRPC).
+type Fault struct {
+	Kind FaultKind
+	// Object limits the rule to one object name; "" matches every object.
+	Object string
+	// AfterBytes is how many body bytes are sent before a reset, short body
+	// or stall.
+	AfterBytes int64
+	// Times is how many matching responses get the fault; 0 means the rule
+	// stays, applied with Probability.
+	Times int
+	// Probability applies a rule with Times == 0 to that fraction of
+	// matching responses (1 when 0).
+	Probability float64
+}
+
+// faults holds the rules of a server. Rules are tried in order.
+type faults struct {
+	mu    sync.Mutex
+	rules []*Fault
+	rng   *rand.Rand
+}
+
+func newFaults(seed uint64) *faults {
+	return &faults{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+func (f *faults) add(r Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = append(f.rules, &r)
+}
+
+func (f *faults) clear() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = nil
+}
+
+// next returns the fault to inject into a response for object, if any,
+// consuming one use of a counted rule.
+func (f *faults) next(object string) (Fault, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, r := range f.rules {
+		if r.Object != "" && r.Object != object {
+			continue
+		}
+		if r.Times > 0 {
+			r.Times--
+			if r.Times == 0 {
+				f.rules = append(f.rules[:i:i], f.rules[i+1:]...)
+			}
+			return *r, true
+		}
+		p := r.Probability
+		if p == 0 {
+			p = 1
+		}
+		if f.rng.Float64() < p {
+			return *r, true
+		}
+	}
+	return Fault{}, false
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	// Requests counts data requests: HTTP media downloads, gRPC read ranges
+	// and gRPC GetObject calls that return data.
+	Requests int64
+	// MetadataRequests counts requests that return no object data.
+	MetadataRequests int64
+	// Streams counts gRPC BidiReadObject streams opened (HTTP: connections
+	// accepted).
+	Streams int64
+	// ActiveStreams and MaxActiveStreams are streams (HTTP: connections)
+	// open now and at the most.
+	ActiveStreams, MaxActiveStreams int64
+	// Bytes counts object bytes sent.
+	Bytes int64
+	// Faults counts faults injected, by kind.
+	Faults map[FaultKind]int64
+}
+
+// FaultsInjected is the total over all kinds.
+func (s Stats) FaultsInjected() int64 {
+	var n int64
+	for _, v := range s.Faults {
+		n += v
+	}
+	return n
+}
+
+type counters struct {
+	requests, metadata, streams, active, maxActive, bytes atomic.Int64
+	faults                                                [FaultStall + 1]atomic.Int64
+}
+
+func (c *counters) streamOpened() {
+	c.streams.Add(1)
+	n := c.active.Add(1)
+	for {
+		m := c.maxActive.Load()
+		if n <= m || c.maxActive.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+func (c *counters) streamClosed() { c.active.Add(-1) }
+
+func (c *counters) snapshot() Stats {
+	s := Stats{
+		Requests:         c.requests.Load(),
+		MetadataRequests: c.metadata.Load(),
+		Streams:          c.streams.Load(),
+		ActiveStreams:    c.active.Load(),
+		MaxActiveStreams: c.maxActive.Load(),
+		Bytes:            c.bytes.Load(),
+		Faults:           map[FaultKind]int64{},
+	}
+	for k := Fault503; k <= FaultStall; k++ {
+		if v := c.faults[k].Load(); v > 0 {
+			s.Faults[k] = v
+		}
+	}
+	return s
+}
+
+func (c *counters) reset() {
+	for _, v := range []*atomic.Int64{&c.requests, &c.metadata, &c.streams, &c.maxActive, &c.bytes} {
+		v.Store(0)
+	}
+	c.maxActive.Store(c.active.Load())
+	for i := range c.faults {
+		c.faults[i].Store(0)
+	}
+}
+
+// chunkSize is the largest piece of body written at once; limiter bursts are
+// at least this big so WaitN never fails for size.
+const chunkSize = 64 << 10
+
+// link applies a Shape. It is safe for concurrent use; SetShape swaps it
+// atomically for new streams.
+type link struct {
+	shape     atomic.Pointer[Shape]
+	aggregate atomic.Pointer[rate.Limiter] // nil when unlimited
+}
+
+func (l *link) set(s Shape) {
+	l.shape.Store(&s)
+	if s.AggregateBandwidth > 0 {
+		l.aggregate.Store(newLimiter(s.AggregateBandwidth))
+	} else {
+		l.aggregate.Store(nil)
+	}
+}
+
+func newLimiter(bps int64) *rate.Limiter {
+	burst := int(bps / 50) // 20 ms of data
+	if burst < chunkSize {
+		burst = chunkSize
+	}
+	return rate.NewLimiter(rate.Limit(bps), burst)
+}
+
+// stream is the shaping state of one connection or gRPC stream.
+type stream struct {
+	l    *link
+	conn *rate.Limiter // nil when unlimited
+}
+
+func (l *link) newStream() *stream {
+	s := l.shape.Load()
+	st := &stream{l: l}
+	if s.ConnBandwidth > 0 {
+		st.conn = newLimiter(s.ConnBandwidth)
+	}
+	return st
+}
+
+// firstByte waits out the latency before the first byte of a response.
+func (st *stream) firstByte(ctx context.Context) error {
+	d := st.l.shape.Load().Latency
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// send waits until n (<= chunkSize) more bytes may be sent.
+func (st *stream) send(ctx context.Context, n int) error {
+	if st.conn != nil {
+		if err := st.conn.WaitN(ctx, n); err != nil {
+			return err
+		}
+	}
+	if agg := st.l.aggregate.Load(); agg != nil {
+		if err := agg.WaitN(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Endpoint is one served protocol (HTTP or gRPC) of a Server: its link
+// shape, its fault rules and its counters. Its methods are safe for
+// concurrent use.
+type Endpoint struct {
+	link   link
+	faults *faults
+	c      counters
+}
+
+func newEndpoint(s Shape, seed uint64) *Endpoint {
+	e := &Endpoint{faults: newFaults(seed)}
+	e.link.set(s)
+	return e
+}
+
+// SetShape changes the link shape for responses started from now on.
+func (e *Endpoint) SetShape(s Shape) { e.link.set(s) }
+
+// AddFault adds a fault rule; rules are tried in the order added.
+func (e *Endpoint) AddFault(f Fault) { e.faults.add(f) }
+
+// ClearFaults removes every fault rule.
+func (e *Endpoint) ClearFaults() { e.faults.clear() }
+
+// Stats returns a snapshot of the counters.
+func (e *Endpoint) Stats() Stats { return e.c.snapshot() }
+
+// ResetStats sets the counters to zero (MaxActiveStreams to the streams
+// open now).
+func (e *Endpoint) ResetStats() { e.c.reset() }
