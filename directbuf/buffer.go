@@ -3,7 +3,8 @@
 //
 // A Buffer is one []byte allocated once at its final size. Fetches of
 // disjoint ranges write straight into it (WriteAt, or a Section writer handed
-// to a downloader), readers wait for exactly the bytes they need (Wait), and
+// to a downloader and committed when the range completes), readers wait for
+// exactly the bytes they need (Wait), and
 // the assembled object is the buffer itself (Bytes): no second copy, no
 // per-chunk allocation, no append growth.
 //
@@ -11,7 +12,7 @@
 //	fetch 1: [0 ....... a)            written in place by goroutine 1
 //	fetch 2:            [a ...... b)  written in place by goroutine 2
 //	fetch 3:                     [b ....... size)
-//	Wait(ctx, x, n) returns as soon as [x, x+n) is written (or failed)
+//	Wait(ctx, x, n) returns as soon as [x, x+n) is committed (or failed)
 //
 // Misuse panics (writing outside the buffer, releasing twice, using a
 // released buffer); runtime conditions (a fetch that failed, a cancelled
@@ -173,22 +174,24 @@ func (b *Buffer) Wait(ctx context.Context, off, n int64) error {
 	}
 }
 
-// Section returns an io.Writer that writes [off, off+n) of the buffer in
-// order, marking each piece written as it lands, so waiters on the first
-// bytes of a range are released before the last bytes arrive. A Write past
-// the section's end copies what fits and returns ErrOverflow. The writer is
-// a memmove: safe to hand to a downloader's event loop. It panics if the
-// range lies outside the buffer.
+// Section returns an io.Writer that fills [off, off+n) of the buffer in
+// order. Its writes are plain memmoves with no lock, safe to hand to a
+// downloader's event loop; the bytes become visible to Wait and Written only
+// when Commit is called, so a caller commits once the source has vouched for
+// them (the range completed, checksums passed) and a reader never sees bytes
+// that a failed range left behind. A Write past the section's end copies what
+// fits and returns ErrOverflow. It panics if the range lies outside the
+// buffer.
 func (b *Buffer) Section(off, n int64) *Section {
 	b.checkRange(off, n)
-	return &Section{b: b, off: off, end: off + n}
+	return &Section{b: b, start: off, off: off, end: off + n}
 }
 
 // Section is a sequential writer over a range of a Buffer.
 // It is not safe for concurrent use.
 type Section struct {
-	b        *Buffer
-	off, end int64
+	b               *Buffer
+	start, off, end int64
 }
 
 var _ io.Writer = (*Section)(nil)
@@ -200,16 +203,20 @@ func (s *Section) Write(p []byte) (int, error) {
 	if int64(len(p)) > room {
 		p, err = p[:room], ErrOverflow
 	}
-	n, _ := s.b.WriteAt(p, s.off)
+	n := copy(s.b.data[s.off:], p)
 	s.off += int64(n)
 	return n, err
 }
 
+// Commit marks every byte written through the section so far as written in
+// the buffer, waking waiters.
+func (s *Section) Commit() { s.b.markWritten(s.start, s.off) }
+
+// Written returns how many bytes have been written through the section.
+func (s *Section) Written() int64 { return s.off - s.start }
+
 // Remaining returns how many bytes the section still expects.
 func (s *Section) Remaining() int64 { return s.end - s.off }
-
-// Offset returns the buffer offset of the next byte to be written.
-func (s *Section) Offset() int64 { return s.off }
 
 // Release returns a pooled buffer to its Pool; for an unpooled buffer it only
 // marks it released. The buffer must not be used afterwards. Release panics

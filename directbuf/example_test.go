@@ -18,8 +18,13 @@ func Example() {
 	defer buf.Release()
 
 	var wg sync.WaitGroup
-	wg.Go(func() { fmt.Fprint(buf.Section(0, 6), "hello ") })
-	wg.Go(func() { fmt.Fprint(buf.Section(6, 5), "world") })
+	fetch := func(off int64, s string) {
+		w := buf.Section(off, int64(len(s)))
+		fmt.Fprint(w, s) // a downloader writing in place
+		w.Commit()       // the range completed: make it visible
+	}
+	wg.Go(func() { fetch(0, "hello ") })
+	wg.Go(func() { fetch(6, "world") })
 
 	if err := buf.Wait(context.Background(), 0, 11); err != nil {
 		panic(err)

@@ -137,6 +137,7 @@ func BenchmarkAssemble64MiB(b *testing.B) {
 				for q := src[off : off+part]; len(q) > 0; q = q[1<<20:] {
 					w.Write(q[:1<<20])
 				}
+				w.Commit()
 			})
 		}
 		wg.Wait()
