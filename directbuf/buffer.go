@@ -287,3 +287,10 @@ func (s rangeSet) covers(off, end int64) bool {
 	}
 	return false
 }
+
+// Commit marks [off, off+n) as written after the caller filled it through
+// Bytes, waking waiters. It panics if the range lies outside the buffer.
+func (b *Buffer) Commit(off, n int64) {
+	b.checkRange(off, n)
+	b.markWritten(off, off+n)
+}

@@ -1,0 +1,373 @@
+package mrdpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// ErrRange is wrapped by errors for a range that does not lie inside the
+	// object. Such a range is rejected before it reaches a downloader.
+	ErrRange = errors.New("mrdpool: range outside the object")
+	// ErrObjectChanged is wrapped by errors for a read of an object whose
+	// pinned generation was overwritten or deleted.
+	ErrObjectChanged = errors.New("mrdpool: object changed since it was opened")
+	// ErrShortRange is wrapped by errors for a range that ended before all
+	// its bytes arrived, after the retry budget.
+	ErrShortRange = errors.New("mrdpool: range ended early")
+)
+
+// ObjectInfo is what the pool pins at the first open.
+type ObjectInfo struct {
+	Size       int64
+	Generation int64 // 0 when the backend has no generations
+	ModTime    time.Time
+}
+
+// Backend opens downloaders for one object.
+type Backend interface {
+	// Open opens a new downloader. It returns the object's info as that
+	// downloader sees it; the pool pins the first one and fails later opens
+	// that see another generation. An error for a missing object must wrap
+	// fs.ErrNotExist.
+	Open(ctx context.Context) (Downloader, ObjectInfo, error)
+	// Shareable reports whether one downloader carries many ranges at once.
+	Shareable() bool
+}
+
+// Downloader carries ranges of one object.
+type Downloader interface {
+	// Add starts copying [off, off+n) of the object into w and returns at
+	// once. It must call done exactly once, from any goroutine, when the
+	// range has ended, and must not call w after that. The range has been
+	// validated against the object's size. ctx may cancel the range;
+	// backends that cannot cancel a single range may ignore it.
+	Add(ctx context.Context, w io.Writer, off, n int64, done func(error))
+	// Err returns a non-nil error once the downloader is permanently broken.
+	Err() error
+	// Close releases the downloader. Ranges still in flight end with an
+	// error. It must not be called from a done callback.
+	Close() error
+}
+
+// Options configure a Pool. A nil *Options means the defaults.
+type Options struct {
+	// PoolSize is the most downloaders open at once. Default 4.
+	PoolSize int
+	// Retries is how many times Read resumes a range that failed with a
+	// transient error, from the first byte it has not delivered yet.
+	// Default 3; negative means none.
+	Retries int
+	// RetryBackoff is the wait before the first retry, doubled for each
+	// further one. Default 10ms.
+	RetryBackoff time.Duration
+	// Info, when set, is the object's pinned info, known from an earlier
+	// stat; the pool then checks every open against it.
+	Info *ObjectInfo
+}
+
+func (o *Options) normalize() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.PoolSize <= 0 {
+		r.PoolSize = 4
+	}
+	if r.Retries == 0 {
+		r.Retries = 3
+	} else if r.Retries < 0 {
+		r.Retries = 0
+	}
+	if r.RetryBackoff <= 0 {
+		r.RetryBackoff = 10 * time.Millisecond
+	}
+	return r
+}
+
+// Stats are a pool's counters.
+type Stats struct {
+	Opened   int64 // downloaders opened
+	Replaced int64 // broken downloaders closed and dropped
+	Shared   int64 // acquires that shared a busy downloader
+	Waits    int64 // acquires that had to wait
+	Ranges   int64 // ranges added to downloaders
+	Retries  int64 // ranges resumed after a transient error
+	Bytes    int64 // bytes delivered by Read
+}
+
+// Pool is a lazily opened, lock-guarded pool of downloaders for one object.
+// It is safe for concurrent use.
+type Pool struct {
+	backend Backend
+	opts    Options
+
+	mu        sync.Mutex
+	closed    bool
+	closeDone chan struct{} // closed when the first Close has finished
+	closeErr  error
+	info      ObjectInfo
+	pinned    bool
+	all       []*entry // open downloaders
+	free      []*entry // open downloaders nobody owns
+	opening   int      // opens in progress, counted against PoolSize
+	rr        int      // round-robin cursor for sharing
+	changed   chan struct{}
+
+	opened, replaced, shared, waits, ranges, retries, bytes atomic.Int64
+}
+
+type entry struct {
+	d     Downloader
+	users int // leases out on it: its owner and any sharers
+}
+
+// New returns a pool over backend. It does no I/O.
+func New(backend Backend, opts *Options) *Pool {
+	o := opts.normalize()
+	p := &Pool{backend: backend, opts: o, changed: make(chan struct{})}
+	if o.Info != nil {
+		p.info, p.pinned = *o.Info, true
+	}
+	return p
+}
+
+// Stats returns a snapshot of the pool's counters.
+func (p *Pool) Stats() Stats {
+	return Stats{
+		Opened: p.opened.Load(), Replaced: p.replaced.Load(), Shared: p.shared.Load(),
+		Waits: p.waits.Load(), Ranges: p.ranges.Load(), Retries: p.retries.Load(), Bytes: p.bytes.Load(),
+	}
+}
+
+// Open returns the number of downloaders open now.
+func (p *Pool) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.all)
+}
+
+// Lease is a downloader handed out by Acquire. Release it exactly once.
+type Lease struct {
+	p        *Pool
+	e        *entry
+	owner    bool
+	released atomic.Bool
+}
+
+// Downloader returns the leased downloader.
+func (l *Lease) Downloader() Downloader { return l.e.d }
+
+// Release gives the downloader back. The owner's release puts it back in
+// the free queue (or closes it if it broke); a sharer's only drops its use.
+// Release panics if called twice.
+func (l *Lease) Release() {
+	if l.released.Swap(true) {
+		panic("mrdpool: Lease released twice")
+	}
+	l.p.release(l)
+}
+
+func errClosed() error { return fmt.Errorf("mrdpool: pool closed: %w", fs.ErrClosed) }
+
+// Info returns the object's pinned info, opening the first downloader if
+// nothing is known yet. Concurrent first callers share one open.
+func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
+	p.mu.Lock()
+	if p.pinned {
+		info := p.info
+		p.mu.Unlock()
+		return info, nil
+	}
+	p.mu.Unlock()
+	l, err := p.Acquire(ctx)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	l.Release()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info, nil
+}
+
+// Acquire returns a downloader: a free one, a newly opened one while the
+// pool is under PoolSize, or, when all are busy, a busy one shared
+// round-robin if the backend can share, else the next one released. It
+// returns ctx.Err() if ctx ends first and an error wrapping fs.ErrClosed
+// after Close.
+func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
+	waited := false
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errClosed()
+		}
+		var broken []*entry
+		for len(p.free) > 0 {
+			e := p.free[len(p.free)-1]
+			p.free = p.free[:len(p.free)-1]
+			if e.d.Err() != nil {
+				p.dropLocked(e)
+				broken = append(broken, e)
+				continue
+			}
+			e.users++
+			p.mu.Unlock()
+			p.closeBroken(broken)
+			return &Lease{p: p, e: e, owner: true}, nil
+		}
+		// The first open is serialized: while it runs, nobody else opens,
+		// so two concurrent first callers open one downloader.
+		firstInFlight := len(p.all) == 0 && p.opening > 0
+		if !firstInFlight && len(p.all)+p.opening < p.opts.PoolSize {
+			p.opening++
+			p.mu.Unlock()
+			p.closeBroken(broken)
+			return p.open(ctx)
+		}
+		if !firstInFlight && p.backend.Shareable() {
+			for range len(p.all) {
+				e := p.all[p.rr%len(p.all)]
+				p.rr++
+				if e.d.Err() == nil {
+					e.users++
+					p.mu.Unlock()
+					p.closeBroken(broken)
+					p.shared.Add(1)
+					return &Lease{p: p, e: e}, nil
+				}
+			}
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		p.closeBroken(broken)
+		if !waited {
+			waited = true
+			p.waits.Add(1)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// open opens a downloader for a caller counted in p.opening.
+func (p *Pool) open(ctx context.Context) (*Lease, error) {
+	d, info, err := p.backend.Open(ctx)
+	p.mu.Lock()
+	p.opening--
+	p.notifyLocked()
+	if err != nil {
+		p.mu.Unlock()
+		return nil, err
+	}
+	if p.closed {
+		p.mu.Unlock()
+		d.Close()
+		return nil, errClosed()
+	}
+	if p.pinned && p.info.Generation != 0 && info.Generation != 0 && info.Generation != p.info.Generation {
+		gen := p.info.Generation
+		p.mu.Unlock()
+		d.Close()
+		return nil, fmt.Errorf("%w: opened generation %d, pinned %d", ErrObjectChanged, info.Generation, gen)
+	}
+	if !p.pinned {
+		p.info, p.pinned = info, true
+	}
+	e := &entry{d: d, users: 1}
+	p.all = append(p.all, e)
+	p.mu.Unlock()
+	p.opened.Add(1)
+	return &Lease{p: p, e: e, owner: true}, nil
+}
+
+func (p *Pool) release(l *Lease) {
+	p.mu.Lock()
+	l.e.users--
+	var broken []*entry
+	if l.owner && !p.closed && p.contains(l.e) {
+		if l.e.d.Err() != nil {
+			p.dropLocked(l.e)
+			broken = append(broken, l.e)
+		} else {
+			p.free = append(p.free, l.e)
+		}
+	}
+	p.notifyLocked()
+	p.mu.Unlock()
+	p.closeBroken(broken)
+}
+
+func (p *Pool) contains(e *entry) bool {
+	for _, x := range p.all {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// dropLocked removes a broken downloader from the pool; the caller closes it
+// after letting go of the lock.
+func (p *Pool) dropLocked(e *entry) {
+	for i, x := range p.all {
+		if x == e {
+			p.all = append(p.all[:i], p.all[i+1:]...)
+			break
+		}
+	}
+	p.replaced.Add(1)
+	p.notifyLocked()
+}
+
+// closeBroken closes dropped downloaders. Their errors were already seen by
+// the ranges that broke them, so they are not kept.
+func (p *Pool) closeBroken(es []*entry) {
+	for _, e := range es {
+		e.d.Close()
+	}
+}
+
+func (p *Pool) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Close closes every downloader and returns their errors joined. Ranges in
+// flight end with errors; later Acquire and Read calls fail with an error
+// wrapping fs.ErrClosed. Close is idempotent: later calls return the same
+// error.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		done := p.closeDone
+		p.mu.Unlock()
+		<-done
+		return p.closeErr
+	}
+	p.closed = true
+	p.closeDone = make(chan struct{})
+	all := p.all
+	p.all, p.free = nil, nil
+	p.notifyLocked()
+	p.mu.Unlock()
+	var errs []error
+	for _, e := range all {
+		if err := e.d.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.closeErr = errors.Join(errs...)
+	close(p.closeDone) // publishes closeErr to later callers
+	return p.closeErr
+}

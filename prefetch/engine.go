@@ -1,0 +1,458 @@
+// Package prefetch turns a stream of reads of one object into ranged
+// fetches: reads that follow each other start a prefetch window that grows
+// as the run goes on, fetched ahead in parallel parts into preallocated
+// buffers under a byte budget; random reads fetch exactly what they ask for.
+//
+// The decisions come from Detector, which does no I/O; the Engine carries
+// them out over a Fetcher, the one thing it needs from storage.
+//
+//	reads:        r1   r2   r3 ........ r4 ........ r5
+//	object: [=====|====|====|==========|===========|=====================)
+//	                        ^ streak 3: prefetch [r3 end, r3 end + window)
+//	chunk:                  [ part | part | part | part ]   Concurrency parts,
+//	                                                        fetched in parallel
+//	r4 waits only for the part(s) holding its bytes, then copies them out;
+//	when what is prefetched ahead of a read falls under half the window, the
+//	engine tops it up to a full window (the window doubles per read up to
+//	MaxPrefetch).
+package prefetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zonalread/zonalread/directbuf"
+)
+
+// Fetcher reads byte ranges of one object. mrdpool.Pool is one.
+type Fetcher interface {
+	// ReadAt fills p with the object's bytes at off, or returns the length
+	// of the valid prefix and an error. It must honour ctx and must not
+	// touch p after it returns.
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// Options tune an Engine. A nil *Options means the defaults.
+type Options struct {
+	// BlockSize is the smallest prefetch window. Default 1 MiB.
+	BlockSize int64
+	// MaxPrefetch is the largest window: how far ahead of the reader data
+	// is fetched. Default 64 MiB.
+	MaxPrefetch int64
+	// MinStreak is the sequential read that starts prefetching. Default 3.
+	MinStreak int
+	// Concurrency is how many parts a prefetch (or a large direct read) is
+	// split into, fetched in parallel. Default 8.
+	Concurrency int
+	// MinPartSize is the smallest part. Default 1 MiB.
+	MinPartSize int64
+	// Disabled turns prefetching off: every read fetches exactly its bytes.
+	Disabled bool
+	// Buffers holds prefetched data under its byte budget; several engines
+	// may share one. Default: a pool of 2*MaxPrefetch for this engine.
+	Buffers *directbuf.Pool
+}
+
+func (o *Options) normalize() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.BlockSize <= 0 {
+		r.BlockSize = 1 << 20
+	}
+	if r.MaxPrefetch <= 0 {
+		r.MaxPrefetch = 64 << 20
+	}
+	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
+	if r.MinStreak <= 0 {
+		r.MinStreak = 3
+	}
+	if r.Concurrency <= 0 {
+		r.Concurrency = 8
+	}
+	if r.MinPartSize <= 0 {
+		r.MinPartSize = 1 << 20
+	}
+	if r.Buffers == nil {
+		r.Buffers = directbuf.NewPool(2 * r.MaxPrefetch)
+	}
+	return r
+}
+
+// Stats are an engine's counters, in bytes unless named otherwise.
+type Stats struct {
+	Asked      int64 // bytes the reads asked for (clipped to the object)
+	Fetched    int64 // bytes requested from the Fetcher, direct and prefetched
+	Prefetched int64 // of Fetched, bytes fetched ahead of the reads
+	Served     int64 // bytes of reads served from prefetched data
+	Wasted     int64 // prefetched bytes dropped without being read
+	Requests   int64 // calls to the Fetcher
+	Waits      int64 // reads that waited for prefetched bytes still in flight
+}
+
+// Engine serves reads of one object of a known size. ReadAt is safe for
+// concurrent use, though streak detection assumes one sequential reader.
+type Engine struct {
+	f    Fetcher
+	size int64
+	opts Options
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	bg     sync.WaitGroup // part fetches and buffer releases
+
+	mu     sync.Mutex
+	det    *Detector
+	chunks []*chunk // prefetched ranges, sorted, disjoint
+	closed bool
+
+	asked, fetched, prefetched, served, wasted, requests, waits atomic.Int64
+}
+
+// chunk is one prefetched range [off, off+buf.Len()).
+type chunk struct {
+	off    int64
+	buf    *directbuf.Buffer
+	cancel context.CancelFunc
+	users  sync.WaitGroup // parts in flight and readers copying out
+	served atomic.Int64
+}
+
+func (c *chunk) end() int64 { return c.off + int64(c.buf.Len()) }
+
+// errDropped fails the parts of a chunk that was dropped before they
+// finished; a reader that meets it fetches the bytes itself.
+var errDropped = errors.New("prefetch: prefetched range dropped")
+
+// New returns an engine for an object of size bytes read through f.
+// It panics if size is negative.
+func New(f Fetcher, size int64, opts *Options) *Engine {
+	if size < 0 {
+		panic("prefetch: negative size")
+	}
+	o := opts.normalize()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Engine{
+		f: f, size: size, opts: o, ctx: ctx, cancel: cancel,
+		det: NewDetector(o.BlockSize, o.MaxPrefetch, o.MinStreak),
+	}
+}
+
+// Size returns the object's size.
+func (e *Engine) Size() int64 { return e.size }
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Asked: e.asked.Load(), Fetched: e.fetched.Load(), Prefetched: e.prefetched.Load(),
+		Served: e.served.Load(), Wasted: e.wasted.Load(), Requests: e.requests.Load(), Waits: e.waits.Load(),
+	}
+}
+
+func errClosed() error { return fmt.Errorf("prefetch: engine closed: %w", fs.ErrClosed) }
+
+// ReadAt reads len(p) bytes at off, following io.ReaderAt: it returns
+// len(p) and nil, or fewer bytes and an error (io.EOF at the end of the
+// object). A zero-length read returns at once and does not count as a read.
+// It returns ctx.Err() if ctx ends first, an error wrapping fs.ErrClosed
+// after Close, and the fetch's error if the bytes it needs failed.
+func (e *Engine) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("prefetch: negative offset %d: %w", off, fs.ErrInvalid)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if off >= e.size {
+		return 0, io.EOF
+	}
+	var eof error
+	if rem := e.size - off; int64(len(p)) > rem {
+		p, eof = p[:rem], io.EOF
+	}
+	n := int64(len(p))
+	e.asked.Add(n)
+
+	plan, err := e.plan(off, n)
+	if err != nil {
+		return 0, err
+	}
+	defer plan.done()
+	if err := e.serve(ctx, plan, p, off); err != nil {
+		return 0, err
+	}
+	return len(p), eof
+}
+
+// piece is a part of a read: served from a chunk, or fetched directly.
+type piece struct {
+	off, n int64
+	c      *chunk // nil: fetch directly
+}
+
+type readPlan struct {
+	pieces []piece
+	held   []*chunk
+}
+
+// done lets go of the chunks the plan holds; it may be called again.
+func (rp *readPlan) done() {
+	for _, c := range rp.held {
+		c.users.Done()
+	}
+	rp.held = nil
+}
+
+// plan observes the read, updates the chunks and prefetches, and returns
+// which bytes come from where. Chunks it uses are held until done.
+func (e *Engine) plan(off, n int64) (*readPlan, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, errClosed()
+	}
+	end := off + n
+	d := e.det.Observe(off, n)
+	if e.opts.Disabled {
+		d.Window = 0
+	}
+	// Drop what this read can no longer use: everything behind it, and on a
+	// break in the run everything it does not touch.
+	kept := e.chunks[:0]
+	for _, c := range e.chunks {
+		if c.end() <= off || (d.Reset && c.off >= end) {
+			e.dropLocked(c)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(e.chunks[len(kept):])
+	e.chunks = kept
+
+	rp := &readPlan{}
+	pos := off
+	for _, c := range e.chunks {
+		if c.off >= end {
+			break
+		}
+		if c.off > pos {
+			rp.pieces = append(rp.pieces, piece{off: pos, n: c.off - pos})
+			pos = c.off
+		}
+		ce := min(c.end(), end)
+		c.users.Add(1)
+		rp.held = append(rp.held, c)
+		rp.pieces = append(rp.pieces, piece{off: pos, n: ce - pos, c: c})
+		pos = ce
+	}
+	if pos < end {
+		rp.pieces = append(rp.pieces, piece{off: pos, n: end - pos})
+	}
+
+	if d.Window > 0 {
+		e.topUpLocked(end, d.Window)
+	}
+	return rp, nil
+}
+
+// topUpLocked keeps [end, end+window) prefetched: when less than half of
+// it is, it fetches the rest in one chunk.
+func (e *Engine) topUpLocked(end, window int64) {
+	target := min(end+window, e.size)
+	have := end
+	if k := len(e.chunks); k > 0 {
+		have = max(have, e.chunks[k-1].end())
+	}
+	if have >= target || (target-have < window/2 && target < e.size) {
+		return
+	}
+	size := target - have
+	// Within the budget only: prefetch less rather than wait.
+	var buf *directbuf.Buffer
+	for size > 0 {
+		if b, ok := e.opts.Buffers.TryGet(int(size)); ok {
+			buf = b
+			break
+		}
+		if size <= e.opts.MinPartSize {
+			return
+		}
+		size = max(size/2, e.opts.MinPartSize)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	c := &chunk{off: have, buf: buf, cancel: cancel}
+	e.chunks = append(e.chunks, c)
+	e.prefetched.Add(size)
+	for _, pt := range splitParts(size, e.opts.Concurrency, e.opts.MinPartSize) {
+		c.users.Add(1)
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			defer c.users.Done()
+			e.fetchPart(ctx, c, pt.off, pt.n)
+		}()
+	}
+}
+
+// fetchPart fetches [c.off+off, +n) into the chunk and publishes it.
+func (e *Engine) fetchPart(ctx context.Context, c *chunk, off, n int64) {
+	e.requests.Add(1)
+	e.fetched.Add(n)
+	got, err := e.f.ReadAt(ctx, c.buf.Bytes()[off:off+n], c.off+off)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = errDropped
+		}
+		// The valid prefix still serves the reads that need only it.
+		c.buf.Commit(off, int64(got))
+		c.buf.Fail(off+int64(got), n-int64(got), err)
+		return
+	}
+	c.buf.Commit(off, n)
+}
+
+// dropLocked removes a chunk: its fetches are cancelled and its buffer goes
+// back to the pool once nobody uses it.
+func (e *Engine) dropLocked(c *chunk) {
+	c.cancel()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		c.users.Wait()
+		if w := int64(c.buf.Len()) - c.served.Load(); w > 0 {
+			e.wasted.Add(w)
+		}
+		c.buf.Release()
+	}()
+}
+
+// serve fills p (the read at off) from its plan.
+func (e *Engine) serve(ctx context.Context, rp *readPlan, p []byte, off int64) error {
+	var direct []piece
+	for _, pc := range rp.pieces {
+		if pc.c == nil {
+			direct = append(direct, pc)
+			continue
+		}
+		coff := pc.off - pc.c.off
+		if !pc.c.buf.Written(coff, pc.n) {
+			e.waits.Add(1)
+		}
+		err := pc.c.buf.Wait(ctx, coff, pc.n)
+		switch {
+		case err == nil:
+			copy(p[pc.off-off:], pc.c.buf.Bytes()[coff:coff+pc.n])
+			pc.c.served.Add(pc.n)
+			e.served.Add(pc.n)
+		case errors.Is(err, errDropped) && ctx.Err() == nil:
+			if e.isClosed() {
+				return errClosed()
+			}
+			direct = append(direct, piece{off: pc.off, n: pc.n})
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			// The prefetch failed: this read gets the error, and the chunk
+			// goes so the next read tries again.
+			e.forget(pc.c)
+			return err
+		}
+	}
+	// Let go of the chunks before fetching the rest, so Close never waits
+	// on a direct fetch.
+	rp.done()
+	if len(direct) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(e.ctx, cancel) // Close interrupts direct fetches too
+	defer stop()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, pc := range direct {
+		for _, pt := range splitParts(pc.n, e.opts.Concurrency, e.opts.MinPartSize) {
+			g.Go(func() error {
+				o := pc.off + pt.off
+				e.requests.Add(1)
+				e.fetched.Add(pt.n)
+				_, err := e.f.ReadAt(gctx, p[o-off:o-off+pt.n], o)
+				return err
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		if e.ctx.Err() != nil {
+			return errClosed()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// forget drops a chunk if it is still listed.
+func (e *Engine) forget(c *chunk) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, x := range e.chunks {
+		if x == c {
+			e.chunks = append(e.chunks[:i], e.chunks[i+1:]...)
+			e.dropLocked(c)
+			return
+		}
+	}
+}
+
+// Close cancels every fetch in flight, waits for them to end and returns
+// their buffers to the pool. Reads after Close fail with an error wrapping
+// fs.ErrClosed. Close is idempotent and always returns nil.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		for _, c := range e.chunks {
+			e.dropLocked(c)
+		}
+		e.chunks = nil
+	}
+	e.mu.Unlock()
+	e.cancel()
+	e.bg.Wait()
+	return nil
+}
+
+// part is [off, off+n) relative to the start of a split range.
+type part struct{ off, n int64 }
+
+// splitParts splits n bytes into at most concurrency parts of nearly equal
+// size, none under minPart unless n itself is smaller.
+func splitParts(n int64, concurrency int, minPart int64) []part {
+	k := min(int64(concurrency), max(1, n/minPart))
+	parts := make([]part, 0, k)
+	var off int64
+	for i := range k {
+		sz := n / k
+		if i < n%k {
+			sz++
+		}
+		parts = append(parts, part{off, sz})
+		off += sz
+	}
+	return parts
+}

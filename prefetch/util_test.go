@@ -1,0 +1,5 @@
+package prefetch
+
+import "runtime"
+
+func runtimeGosched() { runtime.Gosched() }
