@@ -1,0 +1,223 @@
+package gcsfs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"cloud.google.com/go/storage"
+	"gocloud.dev/blob"
+
+	"github.com/zonalread/zonalread/mrdpool"
+)
+
+// prefixOf is the listing prefix of directory name.
+func prefixOf(name string) string {
+	if name == "." {
+		return ""
+	}
+	return name + "/"
+}
+
+func baseName(name string) string {
+	if name == "." {
+		return "."
+	}
+	return path.Base(name)
+}
+
+// Stat implements fs.StatFS.
+func (f *FS) Stat(name string) (fs.FileInfo, error) {
+	return f.StatContext(context.Background(), name)
+}
+
+// StatContext is Stat bounded by ctx. An object is a file; a name with
+// objects below it is a directory; "." always is.
+func (f *FS) StatContext(ctx context.Context, name string) (fs.FileInfo, error) {
+	if !fs.ValidPath(name) {
+		return nil, pathErr("stat", name, fs.ErrInvalid)
+	}
+	if f.isClosed() {
+		return nil, pathErr("stat", name, fs.ErrClosed)
+	}
+	if name == "." {
+		return fileInfo{name: ".", dir: true}, nil
+	}
+	info, err := mrdpool.StatBlob(ctx, f.bucket, name)
+	if err == nil {
+		return fileInfo{name: baseName(name), size: info.Size, mod: info.ModTime, gen: info.Generation}, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, pathErr("stat", name, err)
+	}
+	isDir, derr := f.hasChildren(ctx, name)
+	if derr != nil {
+		return nil, pathErr("stat", name, derr)
+	}
+	if !isDir {
+		return nil, pathErr("stat", name, err)
+	}
+	return fileInfo{name: baseName(name), dir: true}, nil
+}
+
+func (f *FS) hasChildren(ctx context.Context, name string) (bool, error) {
+	it := f.bucket.List(&blob.ListOptions{Prefix: prefixOf(name), Delimiter: "/"})
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if validChild(prefixOf(name), obj.Key) != "" {
+			return true, nil
+		}
+	}
+}
+
+// validChild returns the entry name of key under prefix, or "" when the key
+// cannot be an fs entry (an empty or invalid element, like "a//b" or the
+// "dir/" placeholder objects some tools create).
+func validChild(prefix, key string) string {
+	rest := strings.TrimSuffix(strings.TrimPrefix(key, prefix), "/")
+	if rest == "" || strings.Contains(rest, "/") || !fs.ValidPath(rest) {
+		return ""
+	}
+	return rest
+}
+
+// ReadDir implements fs.ReadDirFS: the entries of directory name, sorted
+// by name. A name with no objects below it does not exist.
+func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
+	return f.ReadDirContext(context.Background(), name)
+}
+
+// ReadDirContext is ReadDir bounded by ctx.
+func (f *FS) ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, error) {
+	if !fs.ValidPath(name) {
+		return nil, pathErr("readdir", name, fs.ErrInvalid)
+	}
+	if f.isClosed() {
+		return nil, pathErr("readdir", name, fs.ErrClosed)
+	}
+	prefix := prefixOf(name)
+	it := f.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
+	var entries []fs.DirEntry
+	seen := map[string]bool{}
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, pathErr("readdir", name, err)
+		}
+		child := validChild(prefix, obj.Key)
+		if child == "" || seen[child] {
+			continue
+		}
+		seen[child] = true
+		info := fileInfo{name: child, dir: obj.IsDir}
+		if !obj.IsDir {
+			info.size, info.mod = obj.Size, obj.ModTime
+			var a storage.ObjectAttrs
+			if obj.As(&a) {
+				info.gen = a.Generation
+			}
+		}
+		entries = append(entries, fs.FileInfoToDirEntry(info))
+	}
+	if len(entries) == 0 && name != "." {
+		if _, err := f.StatContext(ctx, name); err == nil {
+			// An object, not a directory.
+			return nil, pathErr("readdir", name, errors.New("not a directory"))
+		}
+		return nil, pathErr("readdir", name, fs.ErrNotExist)
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, nil
+}
+
+// ReadFile implements fs.ReadFileFS.
+func (f *FS) ReadFile(name string) ([]byte, error) {
+	return f.ReadFileContext(context.Background(), name)
+}
+
+// ReadFileContext reads a whole object: it allocates one buffer of the
+// object's size and fetches Concurrency ranges into it in parallel, with no
+// other copy of the data.
+func (f *FS) ReadFileContext(ctx context.Context, name string) ([]byte, error) {
+	file, err := f.OpenContext(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	buf := make([]byte, file.info.Size)
+	if err := file.fetchParallel(ctx, buf, 0); err != nil {
+		return nil, file.wrap("read", err)
+	}
+	return buf, nil
+}
+
+// Glob implements fs.GlobFS with path.Match patterns, listing only the
+// directories the pattern can reach.
+func (f *FS) Glob(pattern string) ([]string, error) {
+	return fs.Glob(globFS{f}, pattern)
+}
+
+// globFS hides FS's Glob method so fs.Glob does the walking with ReadDir.
+type globFS struct{ f *FS }
+
+func (g globFS) Open(name string) (fs.File, error)          { return g.f.Open(name) }
+func (g globFS) ReadDir(name string) ([]fs.DirEntry, error) { return g.f.ReadDir(name) }
+func (g globFS) Stat(name string) (fs.FileInfo, error)      { return g.f.Stat(name) }
+
+// dirFile is an open directory.
+type dirFile struct {
+	info    fileInfo
+	entries []fs.DirEntry
+	read    int
+	closed  bool
+}
+
+func (f *FS) openDir(ctx context.Context, name string) (*dirFile, error) {
+	entries, err := f.ReadDirContext(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &dirFile{info: fileInfo{name: baseName(name), dir: true}, entries: entries}, nil
+}
+
+func (d *dirFile) Stat() (fs.FileInfo, error) { return d.info, nil }
+
+func (d *dirFile) Read([]byte) (int, error) {
+	return 0, pathErr("read", d.info.name, errors.New("is a directory"))
+}
+
+func (d *dirFile) Close() error {
+	if d.closed {
+		return pathErr("close", d.info.name, fs.ErrClosed)
+	}
+	d.closed = true
+	return nil
+}
+
+// ReadDir implements fs.ReadDirFile.
+func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
+	rest := d.entries[d.read:]
+	if n <= 0 {
+		d.read = len(d.entries)
+		return rest, nil
+	}
+	if len(rest) == 0 {
+		return nil, io.EOF
+	}
+	n = min(n, len(rest))
+	d.read += n
+	return rest[:n], nil
+}

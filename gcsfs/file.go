@@ -1,0 +1,390 @@
+package gcsfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zonalread/zonalread/mrdpool"
+	"github.com/zonalread/zonalread/prefetch"
+)
+
+// File is an open object. It implements fs.File, io.Reader, io.ReaderAt,
+// io.Seeker and io.WriterTo; ReadAt is safe for concurrent use, the
+// offset-moving methods (Read, Seek, WriteTo) are serialized.
+type File struct {
+	fsys   *FS
+	name   string
+	info   mrdpool.ObjectInfo
+	pool   *mrdpool.Pool
+	engine *prefetch.Engine
+
+	whole atomic.Int64 // bytes read by ReadFile and WriteTo, past the engine
+
+	mu     sync.Mutex // guards off and closed
+	off    int64
+	closed bool
+}
+
+var (
+	_ fs.File     = (*File)(nil)
+	_ io.ReaderAt = (*File)(nil)
+	_ io.Seeker   = (*File)(nil)
+	_ io.WriterTo = (*File)(nil)
+)
+
+// Open implements fs.FS. A directory opens as an fs.ReadDirFile.
+func (f *FS) Open(name string) (fs.File, error) {
+	if name == "." {
+		if f.isClosed() {
+			return nil, pathErr("open", name, fs.ErrClosed)
+		}
+		return f.openDir(context.Background(), name)
+	}
+	file, err := f.OpenContext(context.Background(), name)
+	if err == nil {
+		return file, nil
+	}
+	var pe *fs.PathError
+	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Op == "open" {
+		if d, derr := f.openDir(context.Background(), name); derr == nil {
+			return d, nil
+		}
+	}
+	return nil, err
+}
+
+// OpenContext opens the object name for reading and pins its generation.
+// ctx bounds the open only. Errors are *fs.PathError wrapping
+// fs.ErrInvalid (bad name), fs.ErrNotExist, fs.ErrClosed or ctx's error.
+func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
+	if !fs.ValidPath(name) || name == "." {
+		return nil, pathErr("open", name, fs.ErrInvalid)
+	}
+	if f.isClosed() {
+		return nil, pathErr("open", name, fs.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, pathErr("open", name, err)
+	}
+	info, err := mrdpool.StatBlob(ctx, f.bucket, name)
+	if err != nil {
+		return nil, pathErr("open", name, err)
+	}
+	return f.newFile(name, info)
+}
+
+func (f *FS) newFile(name string, info mrdpool.ObjectInfo) (*File, error) {
+	var backend mrdpool.Backend
+	if f.zonal {
+		backend = mrdpool.NewMRDBackend(f.grpc, f.name, name, &info)
+	} else {
+		backend = mrdpool.NewBlobBackend(f.bucket, name, &info)
+	}
+	pool := mrdpool.New(backend, &mrdpool.Options{PoolSize: f.opts.PoolSize, Retries: f.opts.Retries, Info: &info})
+	engine := prefetch.New(pool, info.Size, &prefetch.Options{
+		BlockSize:   f.opts.BlockSize,
+		MaxPrefetch: f.opts.MaxPrefetch,
+		Concurrency: f.opts.Concurrency,
+		MinPartSize: f.opts.MinPartSize,
+		Disabled:    f.opts.DisablePrefetch,
+		Buffers:     f.buffers,
+	})
+	file := &File{fsys: f, name: name, info: info, pool: pool, engine: engine}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		engine.Close()
+		pool.Close()
+		return nil, pathErr("open", name, fs.ErrClosed)
+	}
+	f.files[file] = struct{}{}
+	f.opened.Add(1)
+	return file, nil
+}
+
+// Name returns the object's name.
+func (fl *File) Name() string { return fl.name }
+
+// Size returns the object's size at open.
+func (fl *File) Size() int64 { return fl.info.Size }
+
+// Generation returns the pinned GCS generation (0 on other buckets).
+func (fl *File) Generation() int64 { return fl.info.Generation }
+
+// Stat implements fs.File.
+func (fl *File) Stat() (fs.FileInfo, error) {
+	return fileInfo{name: baseName(fl.name), size: fl.info.Size, mod: fl.info.ModTime, gen: fl.info.Generation}, nil
+}
+
+// Stats returns the file's read counters.
+func (fl *File) Stats() Stats {
+	e, p := fl.engine.Stats(), fl.pool.Stats()
+	w := fl.whole.Load()
+	return Stats{
+		Asked: e.Asked + w, Fetched: e.Fetched + w, Prefetched: e.Prefetched, Served: e.Served,
+		Wasted: e.Wasted, Requests: p.Ranges, Waits: e.Waits,
+		Downloaders: p.Opened, Replaced: p.Replaced, Retries: p.Retries,
+	}
+}
+
+func (fl *File) checkOpen(op string) error {
+	if fl.closed {
+		return pathErr(op, fl.name, fs.ErrClosed)
+	}
+	return nil
+}
+
+// Read implements io.Reader.
+func (fl *File) Read(p []byte) (int, error) { return fl.ReadContext(context.Background(), p) }
+
+// ReadContext is Read bounded by ctx: if ctx ends first it returns
+// ctx.Err() and leaves the offset unchanged.
+func (fl *File) ReadContext(ctx context.Context, p []byte) (int, error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if err := fl.checkOpen("read"); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if fl.off >= fl.info.Size {
+		return 0, io.EOF
+	}
+	n, err := fl.engine.ReadAt(ctx, p, fl.off)
+	fl.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil // io.Reader: EOF comes on the next call
+	}
+	return n, fl.wrap("read", err)
+}
+
+// ReadAt implements io.ReaderAt.
+func (fl *File) ReadAt(p []byte, off int64) (int, error) {
+	return fl.ReadAtContext(context.Background(), p, off)
+}
+
+// ReadAtContext is ReadAt bounded by ctx. A negative offset fails with an
+// error wrapping fs.ErrInvalid; a read past the end returns io.EOF.
+func (fl *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	fl.mu.Lock()
+	err := fl.checkOpen("read")
+	fl.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, pathErr("read", fl.name, fmt.Errorf("negative offset %d: %w", off, fs.ErrInvalid))
+	}
+	n, err := fl.engine.ReadAt(ctx, p, off)
+	return n, fl.wrap("read", err)
+}
+
+// wrap puts non-EOF errors in a PathError, keeping the chain.
+func (fl *File) wrap(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	if errors.Is(err, fs.ErrClosed) {
+		return pathErr(op, fl.name, fs.ErrClosed)
+	}
+	return pathErr(op, fl.name, err)
+}
+
+// Seek implements io.Seeker. Seeking past the end is allowed (reads there
+// return io.EOF); a negative result fails with an error wrapping
+// fs.ErrInvalid and leaves the offset unchanged.
+func (fl *File) Seek(offset int64, whence int) (int64, error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if err := fl.checkOpen("seek"); err != nil {
+		return 0, err
+	}
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = fl.off + offset
+	case io.SeekEnd:
+		abs = fl.info.Size + offset
+	default:
+		return 0, pathErr("seek", fl.name, fmt.Errorf("bad whence %d: %w", whence, fs.ErrInvalid))
+	}
+	if abs < 0 {
+		return 0, pathErr("seek", fl.name, fmt.Errorf("negative position %d: %w", abs, fs.ErrInvalid))
+	}
+	fl.off = abs
+	return abs, nil
+}
+
+// WriteTo implements io.WriterTo: it writes the object from the current
+// offset to the end into w and moves the offset to the end.
+func (fl *File) WriteTo(w io.Writer) (int64, error) {
+	return fl.WriteToContext(context.Background(), w)
+}
+
+// WriteToContext is WriteTo bounded by ctx. The rest of the object is
+// fetched a window at a time (at most MaxPrefetch bytes, split into
+// Concurrency ranges fetched in parallel into one buffer from the FS's
+// budget) while the previous window is written to w, so memory stays
+// bounded for any object size.
+func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if err := fl.checkOpen("read"); err != nil {
+		return 0, err
+	}
+	n, err := fl.writeRange(ctx, w, fl.off, fl.info.Size-fl.off)
+	fl.off += n
+	return n, fl.wrap("read", err)
+}
+
+// writeRange streams [off, off+n) into w, double-buffered.
+func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	window := min(n, fl.fsys.opts.MaxPrefetch, fl.fsys.buffers.Budget()/2)
+	type filled struct {
+		buf  []byte
+		done func()
+		err  error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	windows := make(chan filled, 1) // one window written while the next one fills
+	go func() {
+		defer close(windows)
+		for pos := off; pos < off+n; pos += window {
+			size := min(window, off+n-pos)
+			b, err := fl.fsys.buffers.Get(ctx, int(size))
+			if err != nil {
+				windows <- filled{err: err}
+				return
+			}
+			err = fl.fetchParallel(ctx, b.Bytes(), pos)
+			select {
+			case windows <- filled{buf: b.Bytes(), done: b.Release, err: err}:
+			case <-ctx.Done():
+				b.Release()
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var written int64
+	var werr error
+	for f := range windows {
+		if werr == nil {
+			werr = f.err
+			if werr == nil {
+				k, err := w.Write(f.buf)
+				written += int64(k)
+				werr = err
+			}
+			if werr != nil {
+				cancel()
+			}
+		}
+		if f.done != nil {
+			f.done()
+		}
+	}
+	return written, werr
+}
+
+// fetchParallel fills p from off in Concurrency ranges fetched in parallel
+// straight into p.
+func (fl *File) fetchParallel(ctx context.Context, p []byte, off int64) error {
+	o := fl.fsys.opts
+	n := int64(len(p))
+	fl.whole.Add(n)
+	k := min(int64(o.Concurrency), max(1, n/o.MinPartSize))
+	g, gctx := errgroup.WithContext(ctx)
+	var start int64
+	for i := range k {
+		size := n / k
+		if i < n%k {
+			size++
+		}
+		s := start
+		g.Go(func() error {
+			_, err := fl.pool.ReadAt(gctx, p[s:s+size], off+s)
+			return err
+		})
+		start += size
+	}
+	err := g.Wait()
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// Close implements fs.File: it cancels prefetches, closes the file's
+// downloaders and returns their errors. A second Close fails with an error
+// wrapping fs.ErrClosed.
+func (fl *File) Close() error {
+	fl.mu.Lock()
+	if fl.closed {
+		fl.mu.Unlock()
+		return pathErr("close", fl.name, fs.ErrClosed)
+	}
+	fl.closed = true
+	fl.mu.Unlock()
+	fl.engine.Close()
+	err := fl.pool.Close()
+	f := fl.fsys
+	f.mu.Lock()
+	delete(f.files, fl)
+	f.done.add(fl.Stats())
+	f.mu.Unlock()
+	if err != nil {
+		return pathErr("close", fl.name, err)
+	}
+	return nil
+}
+
+// ObjectMeta is what an object's fs.FileInfo.Sys returns.
+type ObjectMeta struct {
+	Generation int64 // GCS generation; 0 on other buckets
+}
+
+// fileInfo is the fs.FileInfo of an object or implied directory.
+type fileInfo struct {
+	name string
+	size int64
+	mod  time.Time
+	gen  int64
+	dir  bool
+}
+
+func (i fileInfo) Name() string       { return i.name }
+func (i fileInfo) Size() int64        { return i.size }
+func (i fileInfo) ModTime() time.Time { return i.mod }
+func (i fileInfo) IsDir() bool        { return i.dir }
+
+// Sys returns an ObjectMeta for an object, nil for a directory.
+func (i fileInfo) Sys() any {
+	if i.dir {
+		return nil
+	}
+	return ObjectMeta{Generation: i.gen}
+}
+func (i fileInfo) Mode() fs.FileMode {
+	if i.dir {
+		return fs.ModeDir | 0o555
+	}
+	return 0o444
+}

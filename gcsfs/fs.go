@@ -1,0 +1,259 @@
+// Package gcsfs is an io/fs filesystem over a gocloud bucket — gs://
+// (Rapid/zonal or standard), mem://, file:// — whose files read at the speed
+// of the link.
+//
+// An open File pins the object's generation: every byte it returns comes
+// from that generation, or the read fails with an error wrapping
+// ErrObjectChanged. Reads go through a prefetch engine (sequential runs are
+// fetched ahead in parallel parts; random reads fetch exactly their bytes)
+// over a pool of downloaders: real gRPC multi-range downloaders on zonal
+// buckets, ranged GETs elsewhere.
+//
+//	fsys, err := gcsfs.Open(ctx, "gs://my-bucket?zonal=true", nil)
+//	...
+//	defer fsys.Close()
+//	data, err := fsys.ReadFile("path/to/object")
+//
+// Object names map to fs paths as they are: "a/b/c" is file c in directory
+// a/b. Directories are implied by the names below them.
+package gcsfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sync"
+	"sync/atomic"
+
+	"cloud.google.com/go/storage"
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// URLs
+	_ "gocloud.dev/blob/gcsblob"  // gs:// URLs
+	_ "gocloud.dev/blob/memblob"  // mem:// URLs
+	"google.golang.org/api/option"
+
+	"github.com/zonalread/zonalread/directbuf"
+	"github.com/zonalread/zonalread/mrdpool"
+)
+
+// ErrObjectChanged is wrapped by errors for reads of an object that was
+// overwritten or deleted after its File was opened.
+var ErrObjectChanged = mrdpool.ErrObjectChanged
+
+// FS is a read-only filesystem over a bucket. It implements fs.FS,
+// fs.StatFS, fs.ReadDirFS, fs.ReadFileFS and fs.GlobFS, and is safe for
+// concurrent use.
+type FS struct {
+	bucket    *blob.Bucket
+	ownBucket bool
+	grpc      *storage.Client
+	ownGRPC   bool
+	name      string
+	zonal     bool
+	opts      Options
+	buffers   *directbuf.Pool
+
+	mu     sync.Mutex
+	closed bool
+	files  map[*File]struct{}
+	done   Stats // counters of closed files
+
+	opened atomic.Int64
+}
+
+// Open opens the bucket at url and returns an FS over it. Supported:
+// gs://bucket (query "zonal=auto|true|false" overrides opts.Zonal; other
+// query parameters go to gocloud), mem://, file:///dir. A gs:// bucket uses
+// Application Default Credentials, or the emulators named by
+// STORAGE_EMULATOR_HOST and STORAGE_EMULATOR_HOST_GRPC.
+func Open(ctx context.Context, rawURL string, opts *Options) (*FS, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("gcsfs: bad bucket URL %q: %w", rawURL, err)
+	}
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("gcsfs: bad bucket URL %q: no scheme (want gs://, mem://, file://)", rawURL)
+	}
+	o := opts.normalize()
+	q := u.Query()
+	if q.Has("zonal") {
+		z, ok := ParseZonal(q.Get("zonal"))
+		if !ok {
+			return nil, fmt.Errorf("gcsfs: bad bucket URL %q: zonal=%q (want auto, true or false)", rawURL, q.Get("zonal"))
+		}
+		if u.Scheme != "gs" && z == ZonalOn {
+			return nil, fmt.Errorf("gcsfs: bad bucket URL %q: zonal reads need a gs:// bucket", rawURL)
+		}
+		o.Zonal = z
+		q.Del("zonal")
+		u.RawQuery = q.Encode()
+	}
+	if u.Scheme == "gs" {
+		if u.Host == "" {
+			return nil, fmt.Errorf("gcsfs: bad bucket URL %q: no bucket name", rawURL)
+		}
+		o.BucketName = u.Host
+	} else if o.Zonal == ZonalOn {
+		return nil, fmt.Errorf("gcsfs: zonal reads need a gs:// bucket, not %q", rawURL)
+	}
+	b, err := blob.OpenBucket(ctx, u.String())
+	if err != nil {
+		return nil, fmt.Errorf("gcsfs: open %q: %w", rawURL, err)
+	}
+	f, err := newFS(ctx, b, &o)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	f.ownBucket = true
+	return f, nil
+}
+
+// New returns an FS over a bucket the caller opened and keeps owning (Close
+// does not close it). For zonal reads set opts.BucketName, and
+// opts.GRPCClient or opts.ClientOptions.
+func New(ctx context.Context, bucket *blob.Bucket, opts *Options) (*FS, error) {
+	o := opts.normalize()
+	return newFS(ctx, bucket, &o)
+}
+
+func newFS(ctx context.Context, b *blob.Bucket, o *Options) (*FS, error) {
+	f := &FS{bucket: b, name: o.BucketName, opts: *o, buffers: o.newBuffers(), files: map[*File]struct{}{}}
+	zonal, err := f.decideZonal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if zonal {
+		if f.name == "" {
+			return nil, errors.New("gcsfs: zonal reads need Options.BucketName")
+		}
+		f.grpc = o.GRPCClient
+		if f.grpc == nil {
+			opts := append([]option.ClientOption{storage.WithGRPCBidiReads()}, o.ClientOptions...)
+			c, err := storage.NewGRPCClient(ctx, opts...)
+			if err != nil {
+				return nil, fmt.Errorf("gcsfs: gRPC client for zonal bucket %s: %w", f.name, err)
+			}
+			f.grpc, f.ownGRPC = c, true
+		}
+	}
+	f.zonal = zonal
+	return f, nil
+}
+
+// decideZonal applies Options.Zonal; auto asks GCS for the bucket's
+// location type through the gocloud bucket's own client.
+func (f *FS) decideZonal(ctx context.Context) (bool, error) {
+	switch f.opts.Zonal {
+	case ZonalOn:
+		return true, nil
+	case ZonalOff:
+		return false, nil
+	}
+	var c *storage.Client
+	if f.name == "" || !f.bucket.As(&c) {
+		return false, nil // not GCS
+	}
+	attrs, err := c.Bucket(f.name).Attrs(ctx)
+	if err != nil {
+		if errors.Is(err, storage.ErrBucketNotExist) {
+			return false, fmt.Errorf("gcsfs: bucket %s: %w", f.name, fs.ErrNotExist)
+		}
+		return false, fmt.Errorf("gcsfs: bucket %s: %w", f.name, err)
+	}
+	return attrs.LocationType == "zone", nil
+}
+
+// Zonal reports whether files are read through gRPC multi-range downloaders.
+func (f *FS) Zonal() bool { return f.zonal }
+
+// Bucket returns the underlying gocloud bucket.
+func (f *FS) Bucket() *blob.Bucket { return f.bucket }
+
+// Close closes every open file, then the gRPC client and the bucket if the
+// FS opened them. Operations after Close fail with errors wrapping
+// fs.ErrClosed. Close is idempotent.
+func (f *FS) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	files := make([]*File, 0, len(f.files))
+	for file := range f.files {
+		files = append(files, file)
+	}
+	f.mu.Unlock()
+	var errs []error
+	for _, file := range files {
+		if err := file.Close(); err != nil && !errors.Is(err, fs.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if f.ownGRPC {
+		if err := f.grpc.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if f.ownBucket {
+		if err := f.bucket.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (f *FS) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
+func pathErr(op, name string, err error) error { return &fs.PathError{Op: op, Path: name, Err: err} }
+
+// Stats are the read counters of a file or, summed, of an FS.
+type Stats struct {
+	Files        int64 // files opened (FS only)
+	Asked        int64 // bytes asked for by reads
+	Fetched      int64 // bytes requested from storage
+	Prefetched   int64 // of Fetched, bytes fetched ahead of the reads
+	Served       int64 // bytes served from prefetched data
+	Wasted       int64 // prefetched bytes dropped unread
+	Requests     int64 // ranged requests issued
+	Waits        int64 // reads that waited for prefetched bytes in flight
+	Downloaders  int64 // downloaders opened
+	Replaced     int64 // broken downloaders replaced
+	Retries      int64 // ranges resumed after an error
+	BufferHigh   int64 // high-water mark of prefetch buffers (FS only)
+	BufferBudget int64 // the prefetch budget (FS only)
+}
+
+func (s *Stats) add(o Stats) {
+	s.Asked += o.Asked
+	s.Fetched += o.Fetched
+	s.Prefetched += o.Prefetched
+	s.Served += o.Served
+	s.Wasted += o.Wasted
+	s.Requests += o.Requests
+	s.Waits += o.Waits
+	s.Downloaders += o.Downloaders
+	s.Replaced += o.Replaced
+	s.Retries += o.Retries
+}
+
+// Stats returns the counters of every file opened so far, closed or not.
+func (f *FS) Stats() Stats {
+	f.mu.Lock()
+	s := f.done
+	for file := range f.files {
+		s.add(file.Stats())
+	}
+	f.mu.Unlock()
+	s.Files = f.opened.Load()
+	s.BufferHigh = f.buffers.HighWater()
+	s.BufferBudget = f.buffers.Budget()
+	return s
+}

@@ -1,0 +1,113 @@
+package gcsfs
+
+import (
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/option"
+
+	"github.com/zonalread/zonalread/directbuf"
+)
+
+// Zonal says whether a bucket is read through gRPC multi-range downloaders.
+type Zonal int
+
+const (
+	// ZonalAuto asks the bucket: zonal when its LocationType is "zone".
+	ZonalAuto Zonal = iota
+	// ZonalOn forces multi-range downloaders over gRPC.
+	ZonalOn
+	// ZonalOff forces ranged reads through the gocloud bucket.
+	ZonalOff
+)
+
+func (z Zonal) String() string {
+	switch z {
+	case ZonalOn:
+		return "on"
+	case ZonalOff:
+		return "off"
+	}
+	return "auto"
+}
+
+// ParseZonal parses "auto", "on"/"true" or "off"/"false".
+func ParseZonal(s string) (Zonal, bool) {
+	switch s {
+	case "", "auto":
+		return ZonalAuto, true
+	case "on", "true", "1":
+		return ZonalOn, true
+	case "off", "false", "0":
+		return ZonalOff, true
+	}
+	return ZonalAuto, false
+}
+
+// Options configure an FS. A nil *Options means the defaults; zero fields
+// take their defaults, normalised in one place (normalize).
+type Options struct {
+	// Zonal picks the read backend. Default ZonalAuto. A "zonal" query
+	// parameter in the URL given to Open overrides it.
+	Zonal Zonal
+	// BucketName is the GCS bucket's name when the FS is made with New over
+	// a bucket the caller opened; Open sets it from the URL. It is needed
+	// for zonal reads and for ZonalAuto's lookup.
+	BucketName string
+	// GRPCClient is a gRPC storage client made with
+	// storage.WithGRPCBidiReads(), used for zonal reads. If nil and the
+	// bucket is zonal, one is dialled with ClientOptions (and closed by
+	// Close). The FS never closes a client it was given.
+	GRPCClient *storage.Client
+	// ClientOptions are used when the FS dials a gRPC client itself.
+	ClientOptions []option.ClientOption
+
+	// PoolSize is how many downloaders (streams, connections) one open
+	// file may use at once. Default 8.
+	PoolSize int
+	// Concurrency is how many ranges one logical read (a prefetch window,
+	// ReadFile, WriteTo) is split into. Default 8.
+	Concurrency int
+	// BlockSize is the smallest prefetch window. Default 1 MiB.
+	BlockSize int64
+	// MaxPrefetch is the largest prefetch window. Default 64 MiB.
+	MaxPrefetch int64
+	// MinPartSize is the smallest range a read is split into. Default 1 MiB.
+	MinPartSize int64
+	// PrefetchBudget caps the bytes of prefetched data held by all files of
+	// the FS together. Default 256 MiB (at least 2*MaxPrefetch).
+	PrefetchBudget int64
+	// DisablePrefetch makes every read fetch exactly its bytes.
+	DisablePrefetch bool
+	// Retries is how many times a failed range is resumed. Default 3;
+	// negative means none.
+	Retries int
+}
+
+func (o *Options) normalize() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.PoolSize <= 0 {
+		r.PoolSize = 8
+	}
+	if r.Concurrency <= 0 {
+		r.Concurrency = 8
+	}
+	if r.BlockSize <= 0 {
+		r.BlockSize = 1 << 20
+	}
+	if r.MaxPrefetch <= 0 {
+		r.MaxPrefetch = 64 << 20
+	}
+	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
+	if r.MinPartSize <= 0 {
+		r.MinPartSize = 1 << 20
+	}
+	if r.PrefetchBudget <= 0 {
+		r.PrefetchBudget = max(256<<20, 2*r.MaxPrefetch)
+	}
+	return r
+}
+
+// newBuffers makes the FS-wide prefetch buffer pool.
+func (o *Options) newBuffers() *directbuf.Pool { return directbuf.NewPool(o.PrefetchBudget) }
