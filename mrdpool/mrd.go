@@ -121,7 +121,14 @@ type mrdDownloader struct {
 
 // Add hands the range to the MRD's event loop; w is written there, done is
 // called from a callback goroutine.
+//
+// storage v1.70.0 races in its clean-up if Add is called on an MRD in a
+// permanent error state, so a broken downloader fails the range itself.
 func (d *mrdDownloader) Add(_ context.Context, w io.Writer, off, n int64, done func(error)) {
+	if err := d.mrd.Error(); err != nil {
+		done(d.mapErr(err))
+		return
+	}
 	d.mrd.Add(w, off, n, func(_, _ int64, err error) {
 		done(d.mapErr(err))
 	})

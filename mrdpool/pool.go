@@ -110,6 +110,7 @@ type Pool struct {
 
 	mu        sync.Mutex
 	closed    bool
+	closing   chan struct{} // closed when Close starts
 	closeDone chan struct{} // closed when the first Close has finished
 	closeErr  error
 	info      ObjectInfo
@@ -131,7 +132,7 @@ type entry struct {
 // New returns a pool over backend. It does no I/O.
 func New(backend Backend, opts *Options) *Pool {
 	o := opts.normalize()
-	p := &Pool{backend: backend, opts: o, changed: make(chan struct{})}
+	p := &Pool{backend: backend, opts: o, changed: make(chan struct{}), closing: make(chan struct{})}
 	if o.Info != nil {
 		p.info, p.pinned = *o.Info, true
 	}
@@ -177,23 +178,38 @@ func (l *Lease) Release() {
 func errClosed() error { return fmt.Errorf("mrdpool: pool closed: %w", fs.ErrClosed) }
 
 // Info returns the object's pinned info, opening the first downloader if
-// nothing is known yet. Concurrent first callers share one open.
+// nothing is known yet. Concurrent first callers share one open: while any
+// open is in flight, Info waits for it rather than open another.
 func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
-	p.mu.Lock()
-	if p.pinned {
-		info := p.info
+	for {
+		p.mu.Lock()
+		switch {
+		case p.pinned:
+			info := p.info
+			p.mu.Unlock()
+			return info, nil
+		case p.closed:
+			p.mu.Unlock()
+			return ObjectInfo{}, errClosed()
+		case p.opening == 0:
+			p.opening++
+			p.mu.Unlock()
+			l, err := p.open(ctx)
+			if err != nil {
+				return ObjectInfo{}, err
+			}
+			l.Release()
+			continue
+		}
+		ch := p.changed
 		p.mu.Unlock()
-		return info, nil
+		p.waits.Add(1)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ObjectInfo{}, ctx.Err()
+		}
 	}
-	p.mu.Unlock()
-	l, err := p.Acquire(ctx)
-	if err != nil {
-		return ObjectInfo{}, err
-	}
-	l.Release()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.info, nil
 }
 
 // Acquire returns a downloader: a free one, a newly opened one while the
@@ -356,6 +372,7 @@ func (p *Pool) Close() error {
 		return p.closeErr
 	}
 	p.closed = true
+	close(p.closing)
 	p.closeDone = make(chan struct{})
 	all := p.all
 	p.all, p.free = nil, nil

@@ -26,6 +26,7 @@ type fakeBackend struct {
 	downloaders []*fakeDownloader
 	hold        chan struct{} // when non-nil, ranges wait for it
 	failNext    error         // the next range fails after half its bytes
+	dropAll     bool          // ranges never call back, like a stalled MRD range
 	breakNext   bool          // the next range also breaks its downloader
 }
 
@@ -62,6 +63,10 @@ func (d *fakeDownloader) Add(ctx context.Context, w io.Writer, off, n int64, don
 		panic(fmt.Sprintf("range [%d,%d) reached the downloader", off, off+n))
 	}
 	d.b.mu.Lock()
+	if d.b.dropAll {
+		d.b.mu.Unlock()
+		return
+	}
 	hold, fail, brk := d.b.hold, d.b.failNext, d.b.breakNext
 	d.b.failNext, d.b.breakNext = nil, false
 	d.b.mu.Unlock()
@@ -385,5 +390,29 @@ func TestConcurrentReadsMatchSource(t *testing.T) {
 			t.Fatalf("opened %d > PoolSize", n)
 		}
 		p.Close()
+	}
+}
+
+// A real MRD never calls back for a range that stalls or was in flight when
+// it closed: a cancelled read must not leave a goroutine waiting for that
+// callback after the pool is closed (goleak checks in TestMain).
+func TestLostCallbackDoesNotLeak(t *testing.T) {
+	b := &fakeBackend{data: testData(1000), shareable: true, dropAll: true}
+	p := New(b, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() {
+		_, err := p.ReadAt(ctx, make([]byte, 100), 0)
+		errc <- err
+	}()
+	for b.adds.Load() == 0 {
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -88,10 +88,15 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64) (int64, error)
 	case <-ctx.Done():
 		// The downloader may go on writing: cut it off from b, and give the
 		// lease back only when the range has ended so a non-shareable
-		// downloader never carries two ranges.
+		// downloader never carries two ranges. A real MRD never calls back
+		// for a range that stalls or that was in flight when it was closed,
+		// so the pool's Close ends the wait too.
 		w.detach()
 		go func() {
-			<-done
+			select {
+			case <-done:
+			case <-p.closing:
+			}
 			lease.Release()
 		}()
 		return w.written(), ctx.Err()
