@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"cloud.google.com/go/storage"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // MRDBackend opens real gRPC storage.MultiRangeDownloaders: one bidi stream
@@ -82,7 +84,7 @@ func (b *MRDBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 		return nil, ObjectInfo{}, ctx.Err()
 	}
 	if r.err != nil {
-		if errors.Is(r.err, storage.ErrObjectNotExist) {
+		if isNotFound(r.err) {
 			if pinned.Generation != 0 {
 				return nil, ObjectInfo{}, fmt.Errorf("%w: %s (generation %d) no longer exists: %w", ErrObjectChanged, b.object, pinned.Generation, r.err)
 			}
@@ -142,7 +144,7 @@ func (d *mrdDownloader) mapErr(err error) error {
 		// The storage package reports a chunk's CRC32C mismatch only by
 		// message, after writing the chunk.
 		return fmt.Errorf("%w: %s: %w", ErrChecksum, d.object, err)
-	case errors.Is(err, storage.ErrObjectNotExist):
+	case isNotFound(err):
 		return fmt.Errorf("%w: %s no longer exists: %w", ErrObjectChanged, d.object, err)
 	}
 	return fmt.Errorf("mrdpool: %s: %w", d.object, err)
@@ -155,4 +157,17 @@ func (d *mrdDownloader) Close() error {
 		return fmt.Errorf("mrdpool: close downloader for %s: %w", d.object, err)
 	}
 	return nil
+}
+
+// isNotFound recognises a missing object however the storage package
+// reports it: ErrObjectNotExist, or a bare gRPC NOT_FOUND status from
+// NewMultiRangeDownloader.
+func isNotFound(err error) bool {
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		return true
+	}
+	if s, ok := status.FromError(err); ok && s.Code() == codes.NotFound {
+		return true
+	}
+	return false
 }

@@ -76,6 +76,7 @@ package testserver
 // NOT_FOUND; NewMultiRangeDownloader returns it.
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/binary"
@@ -569,7 +570,7 @@ func (b *bidiStream) startRanges(req protoreflect.Message, active *int) error {
 			n = size - off
 		}
 		f, faulted := b.g.ep.faults.next(b.obj.Name)
-		if faulted && (f.Kind < Fault503 || f.Kind > FaultStall) {
+		if faulted && (f.Kind < Fault503 || f.Kind > lastFault) {
 			faulted = false
 		}
 		*active++
@@ -625,19 +626,29 @@ func (b *bidiStream) serveRange(id, off, n int64, f Fault, faulted bool) {
 		}
 		limit = min(max(f.AfterBytes, 0), n)
 		switch f.Kind {
-		case FaultReset:
+		case FaultReset, FaultFatal:
 			end = limit == n // the range is complete if it was that short
 		case FaultStall:
 			end = false
+		case FaultCorrupt:
+			limit = n
 		}
 	}
-	if !b.sendData(id, off, limit, end) {
+	corruptAt := int64(-1)
+	if faulted && f.Kind == FaultCorrupt && n > 0 {
+		corruptAt = off + min(max(f.AfterBytes, 0), n-1)
+	}
+	if !b.sendData(id, off, limit, end, corruptAt) {
 		return
 	}
 	if faulted {
 		switch f.Kind {
 		case FaultReset:
 			b.abort(status.Errorf(codes.Unavailable, "testserver: injected fault (reset) on %s read_id %d after %d bytes", b.obj.Name, id, limit))
+		case FaultFatal:
+			if limit < n {
+				b.abort(status.Errorf(codes.PermissionDenied, "testserver: injected fault (fatal) on %s read_id %d after %d bytes", b.obj.Name, id, limit))
+			}
 		case FaultStall:
 			<-b.ctx.Done()
 		}
@@ -645,8 +656,10 @@ func (b *bidiStream) serveRange(id, off, n int64, f Fault, faulted bool) {
 }
 
 // sendData sends n bytes of the object from off as messages for read id,
-// the last with range_end if end. It reports false if the stream ended.
-func (b *bidiStream) sendData(id, off, n int64, end bool) bool {
+// the last with range_end if end. The byte at object offset corruptAt (if
+// in range) is flipped after its message's CRC32C is computed. It reports
+// false if the stream ended.
+func (b *bidiStream) sendData(id, off, n int64, end bool, corruptAt int64) bool {
 	for pos, stop := off, off+n; ; {
 		m := min(stop-pos, maxMessageData)
 		for s := int64(0); s < m; s += chunkSize {
@@ -658,7 +671,14 @@ func (b *bidiStream) sendData(id, off, n int64, end bool) bool {
 		if m == 0 && !end {
 			return true
 		}
-		msg := b.g.dataResponse(id, pos, b.obj.Data[pos:pos+m], last && end)
+		data := b.obj.Data[pos : pos+m]
+		crc := uint32(0) // 0: compute from data
+		if corruptAt >= pos && corruptAt < pos+m {
+			crc = crc32.Checksum(data, crc32cTable)
+			data = bytes.Clone(data) // the store's copy is shared
+			data[corruptAt-pos] ^= 0xff
+		}
+		msg := b.g.dataResponse(id, pos, data, last && end, crc)
 		select {
 		case b.out <- outMsg{msg, m}:
 		case <-b.ctx.Done():
@@ -673,7 +693,8 @@ func (b *bidiStream) sendData(id, off, n int64, end bool) bool {
 
 // dataResponse is a BidiReadObjectResponse carrying p, which starts at
 // offset off of the object, for read id.
-func (g *grpcServer) dataResponse(id, off int64, p []byte, end bool) proto.Message {
+// crc, when non-zero, is sent instead of p's own CRC32C.
+func (g *grpcServer) dataResponse(id, off int64, p []byte, end bool, crc uint32) proto.Message {
 	resp := g.t.bidiResp.New()
 	ranges := resp.Mutable(field(resp, "object_data_ranges")).List()
 	e := ranges.NewElement()
@@ -682,7 +703,10 @@ func (g *grpcServer) dataResponse(id, off int64, p []byte, end bool) proto.Messa
 	if len(p) > 0 {
 		set(cd, "content", protoreflect.ValueOfBytes(p))
 	}
-	set(cd, "crc32c", protoreflect.ValueOfUint32(crc32.Checksum(p, crc32cTable)))
+	if crc == 0 {
+		crc = crc32.Checksum(p, crc32cTable)
+	}
+	set(cd, "crc32c", protoreflect.ValueOfUint32(crc))
 	rr := mutable(rd, "read_range")
 	set(rr, "read_offset", protoreflect.ValueOfInt64(off))
 	set(rr, "read_length", protoreflect.ValueOfInt64(int64(len(p))))

@@ -233,15 +233,25 @@ func (w *shapedWriter) WriteHeader(code int) {
 		w.rw.WriteHeader(code)
 		return
 	}
-	if f.Kind == Fault503 {
-		w.h.ep.c.faults[Fault503].Add(1)
+	if f.Kind == FaultCorrupt {
+		// Not injected over HTTP: ranged XML reads carry no checksum a
+		// client could check, so it would only test the fake.
+		w.rw.WriteHeader(code)
+		return
+	}
+	if f.Kind == Fault503 || f.Kind == FaultFatal {
+		w.h.ep.c.faults[f.Kind].Add(1)
 		w.discard = true
 		hdr := w.rw.Header()
 		for k := range hdr {
 			delete(hdr, k)
 		}
 		hdr.Set("Content-Length", "0")
-		w.rw.WriteHeader(http.StatusServiceUnavailable)
+		status := http.StatusServiceUnavailable
+		if f.Kind == FaultFatal {
+			status = http.StatusForbidden
+		}
+		w.rw.WriteHeader(status)
 		return
 	}
 	// A cut at or past the end of the body is no fault: the response is

@@ -56,6 +56,16 @@ const (
 	// FaultStall sends AfterBytes bytes and then sends nothing more until the
 	// client goes away.
 	FaultStall
+	// FaultFatal fails with an error clients do not retry: HTTP 403 before
+	// the body; on gRPC, AfterBytes bytes of the range and then the stream
+	// ends with PERMISSION_DENIED, which breaks a MultiRangeDownloader for
+	// good (MRD.Error turns non-nil).
+	FaultFatal
+	// FaultCorrupt (gRPC only) flips one byte of the range at AfterBytes but
+	// sends the CRC32C of the true data, as a bad link would.
+	FaultCorrupt
+
+	lastFault = FaultCorrupt
 )
 
 func (k FaultKind) String() string {
@@ -68,6 +78,10 @@ func (k FaultKind) String() string {
 		return "short-body"
 	case FaultStall:
 		return "stall"
+	case FaultFatal:
+		return "fatal"
+	case FaultCorrupt:
+		return "corrupt"
 	}
 	return "unknown"
 }
@@ -169,7 +183,7 @@ func (s Stats) FaultsInjected() int64 {
 
 type counters struct {
 	requests, metadata, streams, active, maxActive, bytes atomic.Int64
-	faults                                                [FaultStall + 1]atomic.Int64
+	faults                                                [lastFault + 1]atomic.Int64
 }
 
 func (c *counters) streamOpened() {
@@ -195,7 +209,7 @@ func (c *counters) snapshot() Stats {
 		Bytes:            c.bytes.Load(),
 		Faults:           map[FaultKind]int64{},
 	}
-	for k := Fault503; k <= FaultStall; k++ {
+	for k := Fault503; k <= lastFault; k++ {
 		if v := c.faults[k].Load(); v > 0 {
 			s.Faults[k] = v
 		}
