@@ -137,6 +137,26 @@ func TestBackendConcurrentFirstCallersOpenOne(t *testing.T) {
 			t.Fatalf("16 concurrent first callers opened %d at the server, want 1", n)
 		}
 	})
+	// Concurrent first Acquires (through ReadAt) on a pool of one: one
+	// downloader, shared or waited for.
+	forEachBackend(t, func(t *testing.T, b backend, r *rig) {
+		b.ep(r).SetShape(testserver.Shape{Latency: 20 * time.Millisecond})
+		p := mrdpool.New(b.make(r), &mrdpool.Options{PoolSize: 1})
+		defer p.Close()
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				off, buf := int64(i)*1000, make([]byte, 1000)
+				if _, err := p.ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, r.data[off:off+1000]) {
+					t.Errorf("ReadAt(%d): %v or wrong bytes", off, err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := b.opens(r); n != 1 {
+			t.Fatalf("16 concurrent first reads opened %d at the server, want 1", n)
+		}
+	})
 }
 
 // concurrentReads runs n readers at once over distinct ranges and checks
