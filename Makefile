@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test test-short lint bench bench-short demo soak fuzz
+.PHONY: all test test-short lint bench bench-short demo soak
 
 all: lint test
 
@@ -30,3 +30,8 @@ bench-short:
 ## demo: start the embedded fake server with sample data and tour the CLI.
 demo:
 	$(GO) run ./cmd/gcscat demo
+
+## soak: mixed readers against faulty fakes for SOAK (default 2m); not in CI.
+SOAK ?= 2m
+soak:
+	ZONALREAD_SOAK=$(SOAK) $(GO) test -race -run TestSoak -v -count=1 -timeout 0 ./integration
