@@ -1,0 +1,200 @@
+// Package dataset streams Parquet data out of a filesystem (a gcsfs.FS over
+// GCS, or any fs.FS whose files are io.ReaderAt) into Go code, in the manner
+// of Ray Data in one process: row groups become read tasks, read tasks run
+// on a bounded worker pool under a memory budget, and blocks (Arrow record
+// batches) flow through operators to an iterator.
+//
+//	ds, err := dataset.ReadParquet(fsys, "train/*.parquet", &dataset.ReadOptions{Columns: []string{"x", "y"}})
+//	ds = ds.Filter(keepPositive).Limit(1_000_000)
+//	it := ds.Iter(ctx)
+//	defer it.Close()
+//	for it.Next() {
+//		b := it.Block() // b.Record is released by the next call to Next
+//		...
+//	}
+//	if err := it.Err(); err != nil { ... }
+//
+// Footers are read with one ranged read of each file's tail, parsed once
+// and reused; a read task fetches the byte ranges of its projected column
+// chunks in as few ranged reads as possible (neighbours coalesced) before
+// decoding, instead of one small ReadAt per page.
+package dataset
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// MetadataFetch says how the executor resolves file footers.
+type MetadataFetch int
+
+const (
+	// MetadataDefault takes the mode from ZONALREAD_METADATA_FETCH
+	// ("inline" or "threaded"), else Threaded.
+	MetadataDefault MetadataFetch = iota
+	// Threaded resolves footers on a background goroutine: the scheduling
+	// loop never waits for them and plans from what it already has.
+	Threaded
+	// Inline fetches each footer on the scheduling loop before planning its
+	// tasks: simple, and blocking.
+	Inline
+)
+
+func (m MetadataFetch) String() string {
+	switch m {
+	case Threaded:
+		return "threaded"
+	case Inline:
+		return "inline"
+	}
+	return "default"
+}
+
+// ReadOptions configure ReadParquet. A nil *ReadOptions means the defaults.
+type ReadOptions struct {
+	// Columns projects the read onto these columns (dotted paths for
+	// nested leaves); nil reads every column.
+	Columns []string
+	// TargetBlockBytes merges small row groups of a file into one task up
+	// to this many uncompressed bytes. Default 64 MiB.
+	TargetBlockBytes int64
+	// BatchRows caps the rows of one block. Default 65536.
+	BatchRows int64
+	// CoalesceGap joins column-chunk ranges closer than this into one
+	// ranged read. Default 1 MiB.
+	CoalesceGap int64
+	// Workers is how many read tasks run at once. Default 4.
+	Workers int
+	// MemoryBudget caps the bytes of blocks in flight (being read, queued,
+	// or held by operators) across the execution: a slow consumer stops new
+	// reads instead of growing memory. A task is always allowed when
+	// nothing is in flight, so a block larger than the budget still moves.
+	// Default 512 MiB.
+	MemoryBudget int64
+	// MetadataFetch picks Inline or Threaded footer resolution.
+	MetadataFetch MetadataFetch
+	// MaxErroredBlocks is how many failed read tasks are counted and
+	// skipped before the execution fails; 0 fails on the first, negative
+	// never fails.
+	MaxErroredBlocks int
+	// PreserveOrder emits blocks in file, row-group, row order; otherwise
+	// tasks' blocks interleave as they finish (each task's in order).
+	PreserveOrder bool
+}
+
+func (o *ReadOptions) normalize() ReadOptions {
+	var r ReadOptions
+	if o != nil {
+		r = *o
+	}
+	if r.TargetBlockBytes <= 0 {
+		r.TargetBlockBytes = 64 << 20
+	}
+	if r.BatchRows <= 0 {
+		r.BatchRows = 65536
+	}
+	if r.CoalesceGap <= 0 {
+		r.CoalesceGap = 1 << 20
+	}
+	if r.Workers <= 0 {
+		r.Workers = 4
+	}
+	if r.MemoryBudget <= 0 {
+		r.MemoryBudget = 512 << 20
+	}
+	if r.MetadataFetch == MetadataDefault {
+		r.MetadataFetch = Threaded
+		if os.Getenv("ZONALREAD_METADATA_FETCH") == "inline" {
+			r.MetadataFetch = Inline
+		}
+	}
+	return r
+}
+
+// BlockMetadata describes a block.
+type BlockMetadata struct {
+	NumRows   int64
+	SizeBytes int64
+	Schema    *arrow.Schema
+	Source    string // the file it was read from
+}
+
+// Block is one Arrow record batch and its metadata.
+type Block struct {
+	Record arrow.RecordBatch
+	Meta   BlockMetadata
+}
+
+// Dataset is a lazy plan: files to read and operators to apply. Methods
+// that add operators return a new Dataset; nothing runs until Iter.
+type Dataset struct {
+	fsys  fs.FS
+	files []string
+	opts  ReadOptions
+	ops   []*operator
+
+	schemaOnce sync.Once
+	schema     *arrow.Schema
+	schemaErr  error
+}
+
+// ReadParquet plans a read of the files of fsys matching pattern
+// (path.Match syntax, as fs.Glob). It lists the files and does no other
+// I/O; footers are read when the dataset runs (or by Schema). It fails with
+// an error wrapping fs.ErrNotExist when nothing matches.
+func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
+	files, err := fs.Glob(fsys, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %q: %w", pattern, err)
+	}
+	var regular []string
+	for _, f := range files {
+		if st, err := fs.Stat(fsys, f); err == nil && !st.IsDir() {
+			regular = append(regular, f)
+		}
+	}
+	if len(regular) == 0 {
+		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
+	}
+	slices.Sort(regular)
+	return &Dataset{fsys: fsys, files: regular, opts: opts.normalize()}, nil
+}
+
+// Files returns the files the dataset reads, sorted.
+func (d *Dataset) Files() []string { return slices.Clone(d.files) }
+
+// Schema returns the schema of the dataset's blocks before operators, from
+// the first file's footer (one ranged read, cached); it never starts an
+// execution.
+func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) {
+	d.schemaOnce.Do(func() {
+		src, err := openSource(d.fsys, d.files[0])
+		if err != nil {
+			d.schemaErr = err
+			return
+		}
+		defer src.c.Close()
+		md, err := readFooter(ctx, src)
+		if err != nil {
+			d.schemaErr = err
+			return
+		}
+		f, err := resolve(src, md, d.opts.Columns)
+		if err != nil {
+			d.schemaErr = err
+			return
+		}
+		d.schema = f.schema
+	})
+	return d.schema, d.schemaErr
+}
+
+func (d *Dataset) with(op *operator) *Dataset {
+	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op)}
+}

@@ -1,0 +1,116 @@
+package dataset
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/apache/arrow-go/v18/parquet/metadata"
+)
+
+// ErrCorrupt is wrapped by errors for files that are not valid Parquet.
+var ErrCorrupt = errors.New("dataset: corrupt parquet file")
+
+// footerGuess is how much of a file's tail one read fetches: enough for the
+// footer of most files, so the footer costs one ranged read.
+const footerGuess = 64 << 10
+
+// readerAtContext is what gcsfs files offer beyond io.ReaderAt.
+type readerAtContext interface {
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// source is one open Parquet file: a ReaderAt of known size.
+type source struct {
+	name string
+	size int64
+	r    io.ReaderAt
+	c    io.Closer
+}
+
+func openSource(fsys fs.FS, name string) (*source, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	ra, ok := f.(io.ReaderAt)
+	if !ok {
+		f.Close()
+		return nil, fmt.Errorf("dataset: %s: file does not implement io.ReaderAt", name)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &source{name: name, size: st.Size(), r: ra, c: f}, nil
+}
+
+func (s *source) readAt(ctx context.Context, p []byte, off int64) error {
+	var n int
+	var err error
+	if rc, ok := s.r.(readerAtContext); ok {
+		n, err = rc.ReadAtContext(ctx, p, off)
+	} else {
+		n, err = s.r.ReadAt(p, off)
+	}
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readFooter reads and parses the file's footer with one ranged read of
+// its tail (two if the footer is larger than footerGuess).
+func readFooter(ctx context.Context, s *source) (*metadata.FileMetaData, error) {
+	if s.size < 12 {
+		return nil, fmt.Errorf("%w: %s: %d bytes is too small", ErrCorrupt, s.name, s.size)
+	}
+	n := min(s.size, footerGuess)
+	tail := make([]byte, n)
+	if err := s.readAt(ctx, tail, s.size-n); err != nil {
+		return nil, fmt.Errorf("dataset: %s: read footer: %w", s.name, err)
+	}
+	magic := string(tail[n-4:])
+	if magic == "PARE" {
+		return nil, fmt.Errorf("dataset: %s: encrypted parquet is not supported", s.name)
+	}
+	if magic != "PAR1" {
+		return nil, fmt.Errorf("%w: %s: no PAR1 magic at the end", ErrCorrupt, s.name)
+	}
+	flen := int64(binary.LittleEndian.Uint32(tail[n-8 : n-4]))
+	if flen+8 > s.size-4 {
+		return nil, fmt.Errorf("%w: %s: footer length %d does not fit a %d-byte file", ErrCorrupt, s.name, flen, s.size)
+	}
+	var footer []byte
+	if flen+8 <= n {
+		footer = tail[n-8-flen : n-8]
+	} else {
+		footer = make([]byte, flen)
+		if err := s.readAt(ctx, footer, s.size-8-flen); err != nil {
+			return nil, fmt.Errorf("dataset: %s: read footer: %w", s.name, err)
+		}
+	}
+	md, err := parseFooter(footer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.name, err)
+	}
+	return md, nil
+}
+
+// parseFooter parses thrift footer bytes; the thrift decoder may panic on
+// garbage, which is turned into an error.
+func parseFooter(b []byte) (md *metadata.FileMetaData, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			md, err = nil, fmt.Errorf("bad footer: %v", r)
+		}
+	}()
+	return metadata.NewFileMetaData(b, nil)
+}
