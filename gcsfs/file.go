@@ -248,6 +248,25 @@ func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) 
 	return n, fl.wrap("read", err)
 }
 
+// WriteRangeContext writes [off, off+n) of the object into w, fetched like
+// WriteToContext (windows of parallel ranges, one written while the next
+// fills), without moving the file's offset. It fetches nothing past the
+// range. A range outside the object fails with an error wrapping
+// fs.ErrInvalid.
+func (fl *File) WriteRangeContext(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
+	fl.mu.Lock()
+	err := fl.checkOpen("read")
+	fl.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if off < 0 || n < 0 || off+n > fl.info.Size {
+		return 0, pathErr("read", fl.name, fmt.Errorf("range [%d, %d) outside the %d-byte object: %w", off, off+n, fl.info.Size, fs.ErrInvalid))
+	}
+	written, err := fl.writeRange(ctx, w, off, n)
+	return written, fl.wrap("read", err)
+}
+
 // writeRange streams [off, off+n) into w, double-buffered.
 func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
 	if n <= 0 {

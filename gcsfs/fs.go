@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 	_ "gocloud.dev/blob/fileblob" // file:// URLs
 	_ "gocloud.dev/blob/gcsblob"  // gs:// URLs
 	_ "gocloud.dev/blob/memblob"  // mem:// URLs
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 
 	"github.com/zonalread/zonalread/directbuf"
@@ -48,6 +50,7 @@ var ErrObjectChanged = mrdpool.ErrObjectChanged
 type FS struct {
 	bucket    *blob.Bucket
 	ownBucket bool
+	release   func() // drops the idle connections of a transport Open made
 	grpc      *storage.Client
 	ownGRPC   bool
 	name      string
@@ -64,9 +67,10 @@ type FS struct {
 }
 
 // Open opens the bucket at url and returns an FS over it. Supported:
-// gs://bucket (query "zonal=auto|true|false" overrides opts.Zonal; other
-// query parameters go to gocloud), mem://, file:///dir. A gs:// bucket uses
-// Application Default Credentials, or the emulators named by
+// gs://bucket (query "zonal=auto|true|false" overrides opts.Zonal;
+// "anonymous=true" reads without credentials), mem://, file:///dir. A
+// gs:// bucket uses Application Default Credentials (an error wrapping
+// ErrNoCredentials when there are none), or the emulators named by
 // STORAGE_EMULATOR_HOST and STORAGE_EMULATOR_HOST_GRPC.
 func Open(ctx context.Context, rawURL string, opts *Options) (*FS, error) {
 	u, err := url.Parse(rawURL)
@@ -90,24 +94,31 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*FS, error) {
 		q.Del("zonal")
 		u.RawQuery = q.Encode()
 	}
+	var b *blob.Bucket
+	release := func() {}
 	if u.Scheme == "gs" {
 		if u.Host == "" {
 			return nil, fmt.Errorf("gcsfs: bad bucket URL %q: no bucket name", rawURL)
 		}
 		o.BucketName = u.Host
-	} else if o.Zonal == ZonalOn {
-		return nil, fmt.Errorf("gcsfs: zonal reads need a gs:// bucket, not %q", rawURL)
-	}
-	b, err := blob.OpenBucket(ctx, u.String())
-	if err != nil {
-		return nil, fmt.Errorf("gcsfs: open %q: %w", rawURL, err)
+		if b, release, err = openGCS(ctx, u, &o); err != nil {
+			return nil, err
+		}
+	} else {
+		if o.Zonal == ZonalOn {
+			return nil, fmt.Errorf("gcsfs: zonal reads need a gs:// bucket, not %q", rawURL)
+		}
+		if b, err = blob.OpenBucket(ctx, u.String()); err != nil {
+			return nil, fmt.Errorf("gcsfs: open %q: %w", rawURL, err)
+		}
 	}
 	f, err := newFS(ctx, b, &o)
 	if err != nil {
 		b.Close()
+		release()
 		return nil, err
 	}
-	f.ownBucket = true
+	f.ownBucket, f.release = true, release
 	return f, nil
 }
 
@@ -131,7 +142,9 @@ func newFS(ctx context.Context, b *blob.Bucket, o *Options) (*FS, error) {
 		}
 		f.grpc = o.GRPCClient
 		if f.grpc == nil {
-			opts := append([]option.ClientOption{storage.WithGRPCBidiReads()}, o.ClientOptions...)
+			// Client metrics are off: their export needs a project and
+			// logs failures to stderr; pass your own GRPCClient for them.
+			opts := append([]option.ClientOption{storage.WithGRPCBidiReads(), storage.WithDisabledClientMetrics()}, o.ClientOptions...)
 			c, err := storage.NewGRPCClient(ctx, opts...)
 			if err != nil {
 				return nil, fmt.Errorf("gcsfs: gRPC client for zonal bucket %s: %w", f.name, err)
@@ -160,6 +173,12 @@ func (f *FS) decideZonal(ctx context.Context) (bool, error) {
 	if err != nil {
 		if errors.Is(err, storage.ErrBucketNotExist) {
 			return false, fmt.Errorf("gcsfs: bucket %s: %w", f.name, fs.ErrNotExist)
+		}
+		var ge *googleapi.Error
+		if errors.As(err, &ge) && ge.Code == http.StatusForbidden {
+			// A reader with object permissions only may not see the
+			// bucket's metadata: read it as a standard bucket.
+			return false, nil
 		}
 		return false, fmt.Errorf("gcsfs: bucket %s: %w", f.name, err)
 	}
@@ -202,6 +221,9 @@ func (f *FS) Close() error {
 		if err := f.bucket.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if f.release != nil {
+		f.release()
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/zonalread/zonalread/internal/testserver"
+)
+
+const demoDoc = `
+Starts in-process fake GCS servers (fake-gcs-server for the JSON/XML API and
+a gRPC BidiReadObject server for multi-range downloaders), writes sample
+objects into bucket "demo", and runs a short tour of the commands against
+them, printing each command line and what it shows. It needs no network and
+no credentials: it points gs:// at the fakes through STORAGE_EMULATOR_HOST
+and STORAGE_EMULATOR_HOST_GRPC for the tour's duration.`
+
+const demoBucket = "demo"
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlagSet("demo", "[flags]", demoDoc)
+	bigSize := sizeValue(64 << 20)
+	f.Var(&bigSize, "size", "`size` of the big sample object")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return f.usageErr("demo takes no arguments, got %q", pos)
+	}
+	if bigSize <= 0 || bigSize > 1<<30 {
+		return f.usageErr("--size must be between 1 byte and 1 GiB")
+	}
+
+	t0 := time.Now()
+	std := testserver.ProfileStandard
+	srv, err := testserver.Start(&testserver.Options{Buckets: []string{demoBucket}, Shape: std})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	objects := demoObjects(int(bigSize))
+	for _, o := range objects {
+		if _, err := srv.PutObject(demoBucket, o.name, o.data); err != nil {
+			return err
+		}
+	}
+	restore := setenv(map[string]string{
+		"STORAGE_EMULATOR_HOST":      strings.TrimPrefix(srv.HTTPURL(), "http://"),
+		"STORAGE_EMULATOR_HOST_GRPC": srv.GRPCAddr(),
+	})
+	defer restore()
+
+	d := &demo{ctx: ctx, out: stdout, t0: t0}
+	fmt.Fprintf(stdout, "gcscat demo: fake GCS running in this process\n")
+	fmt.Fprintf(stdout, "  JSON/XML API at %s, gRPC API at %s\n", srv.HTTPURL(), srv.GRPCAddr())
+	fmt.Fprintf(stdout, "  link shaped like a regional bucket seen from a VM: %s\n", shapeString(std))
+	fmt.Fprintf(stdout, "  bucket gs://%s holds %d sample objects\n", demoBucket, len(objects))
+
+	big := "gs://demo/big.bin"
+	d.step("What is at the top of the bucket: objects, and prefixes ending in /.", 0, "ls", "gs://demo")
+	d.step("Everything below it, with size, generation and update time.", 0, "ls", "-l", "-R", "gs://demo")
+	d.step("One object's metadata.", 0, "stat", big)
+	d.step("A small text object, byte for byte.", 0, "cat", "gs://demo/hello.txt")
+	d.step("A byte range: the first 120 bytes of a CSV (END is inclusive).", 0, "cat", "-r", "0-119", "gs://demo/data/2024/01/measurements.csv")
+	d.step("The last 200 bytes of a log (bytes, not lines: it starts mid-line).", 0, "cat", "--tail", "200", "gs://demo/logs/app.log")
+	d.hashStep(fmt.Sprintf("The whole %s object, in parallel windows, piped to sha256sum; --stats prints the read counters.", humanBytes(int64(bigSize))),
+		objects[0].data, "cat", "--stats", big)
+	d.step("Read strategies side by side on this link; each one's bytes are checked with sha256.", 0, "bench", big)
+
+	zonal := testserver.ProfileZonal
+	srv.HTTP.SetShape(zonal)
+	srv.GRPC.SetShape(zonal)
+	fmt.Fprintf(stdout, "\n# The link is now shaped like a Rapid (zonal) bucket in the same zone: %s.\n", shapeString(zonal))
+	d.step("The same object read over gRPC multi-range downloaders (--zonal on).", 0, "bench", "--zonal", "on", big)
+
+	fmt.Fprintf(stdout, "\n# Mistakes get one clear line: exit status 1 for errors, 2 for usage errors.\n")
+	d.step("", 1, "cat", "gs://demo/no-such-object.txt")
+	d.step("", 1, "cat", "-r", "5000-", "gs://demo/hello.txt")
+	d.step("", 2, "cat", "--head", "10", "--tail", "10", "gs://demo/hello.txt")
+	d.step("", 2, "ls", "s3://demo/")
+
+	fmt.Fprintf(stdout, "\nDone in %s. Try it on a real bucket (Application Default Credentials):\n", shortDuration(time.Since(t0)))
+	fmt.Fprintf(stdout, "  gcscat cat gs://BUCKET/OBJECT   gcscat bench gs://BUCKET/OBJECT   gcscat -h\n")
+	if d.failed != nil {
+		return fmt.Errorf("demo: %w", d.failed)
+	}
+	return nil
+}
+
+type demoObject struct {
+	name string
+	data []byte
+}
+
+// demoObjects makes the sample objects; the big binary one comes first.
+func demoObjects(bigSize int) []demoObject {
+	rng := rand.New(rand.NewChaCha8([32]byte{'g', 'c', 's', 'c', 'a', 't'}))
+	big := make([]byte, bigSize)
+	for i := 0; i < len(big); i += 8 {
+		v := rng.Uint64()
+		for j := 0; j < 8 && i+j < len(big); j++ {
+			big[i+j] = byte(v >> (8 * j))
+		}
+	}
+	hello := "Hello from gcscat!\n" +
+		"This object lives in a fake GCS bucket inside the gcscat process.\n" +
+		"Every byte cat writes is the object's byte: compare with sha256sum.\n"
+	csv := func(month int) []byte {
+		var b bytes.Buffer
+		b.WriteString("timestamp,sensor,temperature_c,humidity_pct\n")
+		t := time.Date(2024, time.Month(month), 1, 0, 0, 0, 0, time.UTC)
+		for i := range 500 {
+			fmt.Fprintf(&b, "%s,sensor-%02d,%.1f,%d\n", t.Add(time.Duration(i)*time.Minute).Format(time.RFC3339),
+				i%7, 15+10*rng.Float64(), 30+rng.IntN(60))
+		}
+		return b.Bytes()
+	}
+	var logs bytes.Buffer
+	levels := []string{"INFO", "INFO", "INFO", "WARN", "DEBUG"}
+	t0 := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 300 {
+		fmt.Fprintf(&logs, "%s %-5s request %d served in %d ms\n", t0.Add(time.Duration(i)*time.Second).Format(time.RFC3339),
+			levels[i%len(levels)], i, 1+rng.IntN(40))
+	}
+	return []demoObject{
+		{"big.bin", big},
+		{"hello.txt", []byte(hello)},
+		{"data/2024/01/measurements.csv", csv(1)},
+		{"data/2024/02/measurements.csv", csv(2)},
+		{"logs/app.log", logs.Bytes()},
+	}
+}
+
+// demo runs tour steps through run and prints them like a terminal
+// session.
+type demo struct {
+	ctx    context.Context
+	out    io.Writer
+	t0     time.Time
+	failed error
+}
+
+// step runs gcscat args, prints its output, and checks its exit status.
+func (d *demo) step(comment string, wantCode int, args ...string) {
+	var stdout, stderr bytes.Buffer
+	code := d.exec(comment, wantCode, "", &stdout, &stderr, args)
+	d.out.Write(stdout.Bytes())
+	if stdout.Len() > 0 && !bytes.HasSuffix(stdout.Bytes(), []byte("\n")) {
+		io.WriteString(d.out, "\n[no newline at the end of the output]\n")
+	}
+	d.printStderr(stderr.String(), code == 2)
+	d.printCode(code)
+}
+
+// hashStep runs gcscat args with stdout piped into sha256 and compares the
+// sum with data's.
+func (d *demo) hashStep(comment string, data []byte, args ...string) {
+	h := sha256.New()
+	var stderr bytes.Buffer
+	t := time.Now()
+	code := d.exec(comment, 0, " | sha256sum", h, &stderr, args)
+	took := time.Since(t)
+	got, want := hex.EncodeToString(h.Sum(nil)), sha256.Sum256(data)
+	fmt.Fprintf(d.out, "%s  -\n", got)
+	d.printStderr(stderr.String(), false)
+	d.printCode(code)
+	same := "identical"
+	if got != hex.EncodeToString(want[:]) {
+		same = "DIFFERENT"
+		d.failed = fmt.Errorf("cat output differs from the object")
+	}
+	fmt.Fprintf(d.out, "# (%s in %s; the object's own sha256 is %x: %s)\n", humanBytes(int64(len(data))), shortDuration(took), want[:4], same)
+}
+
+func (d *demo) exec(comment string, wantCode int, pipe string, stdout, stderr io.Writer, args []string) int {
+	if comment != "" {
+		fmt.Fprintf(d.out, "\n# %s\n", comment)
+	}
+	fmt.Fprintf(d.out, "$ gcscat %s%s\n", strings.Join(args, " "), pipe)
+	code := exitCode(run(d.ctx, args, stdout, stderr))
+	if code != wantCode && d.failed == nil {
+		d.failed = fmt.Errorf("gcscat %s: exit status %d, want %d", strings.Join(args, " "), code, wantCode)
+	}
+	return code
+}
+
+func (d *demo) printCode(code int) {
+	if code != 0 {
+		fmt.Fprintf(d.out, "[exit status %d]\n", code)
+	}
+}
+
+// printStderr prints a step's stderr; for a usage error only its first line
+// (the usage text that follows it is long).
+func (d *demo) printStderr(s string, firstLine bool) {
+	if s == "" {
+		return
+	}
+	if firstLine {
+		line, _, _ := strings.Cut(s, "\n")
+		fmt.Fprintf(d.out, "%s\n[... usage of the command follows]\n", line)
+		return
+	}
+	io.WriteString(d.out, s)
+}
+
+func shapeString(s testserver.Shape) string {
+	return fmt.Sprintf("%s to first byte, %s/s per stream, %s/s in all",
+		s.Latency, humanBytes(s.ConnBandwidth), humanBytes(s.AggregateBandwidth))
+}
+
+// setenv sets environment variables and returns what restores them.
+func setenv(kv map[string]string) (restore func()) {
+	old := map[string]*string{}
+	for k, v := range kv {
+		if o, ok := os.LookupEnv(k); ok {
+			old[k] = &o
+		} else {
+			old[k] = nil
+		}
+		os.Setenv(k, v)
+	}
+	return func() {
+		for k, o := range old {
+			if o == nil {
+				os.Unsetenv(k)
+			} else {
+				os.Setenv(k, *o)
+			}
+		}
+	}
+}

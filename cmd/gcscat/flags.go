@@ -1,0 +1,174 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zonalread/zonalread/gcsfs"
+)
+
+// readFlags are the flags of the commands that read object data (cat,
+// bench): the gcsfs.Options knobs, the backend choice and --stats.
+type readFlags struct {
+	poolSize    int
+	concurrency int
+	blockSize   sizeValue
+	maxPrefetch sizeValue
+	zonal       string
+	grpc        bool
+	stats       bool
+}
+
+// register adds the flags to f; --block-size only with prefetch (cat
+// reads with prefetch off, and there --max-prefetch is the size of its
+// parallel windows).
+func (r *readFlags) register(f *flagSet, prefetch bool) {
+	f.IntVar(&r.poolSize, "pool-size", 0, "`n` downloaders (streams) one open object may use at once (0: gcsfs default, 8)")
+	f.IntVar(&r.concurrency, "concurrency", 0, "split one logical read into `n` ranges (0: gcsfs default, 8)")
+	if prefetch {
+		f.Var(&r.blockSize, "block-size", "smallest prefetch window `size`, e.g. 1MiB (0: gcsfs default, 1 MiB)")
+		f.Var(&r.maxPrefetch, "max-prefetch", "largest prefetch window `size`, e.g. 64MiB (0: gcsfs default, 64 MiB)")
+	} else {
+		f.Var(&r.maxPrefetch, "max-prefetch", "`size` of the windows fetched in parallel, e.g. 64MiB (0: gcsfs default, 64 MiB)")
+	}
+	f.StringVar(&r.zonal, "zonal", "auto", "read backend `mode`: auto (ask the bucket), on (gRPC multi-range downloaders), off (ranged reads);\na ?zonal= query parameter in the URL wins over this flag")
+	f.BoolVar(&r.grpc, "grpc", false, "read object data over the gRPC API (bidi multi-range downloaders) whatever the bucket\nreports; the same as --zonal on (listing and metadata stay on the JSON API)")
+	f.BoolVar(&r.stats, "stats", false, "print the read counters to stderr afterwards")
+}
+
+// options validates the flags and returns the gcsfs options they ask for.
+func (r *readFlags) options(f *flagSet) (gcsfs.Options, error) {
+	var o gcsfs.Options
+	if r.poolSize < 0 {
+		return o, f.usageErr("--pool-size must not be negative, got %d", r.poolSize)
+	}
+	if r.concurrency < 0 {
+		return o, f.usageErr("--concurrency must not be negative, got %d", r.concurrency)
+	}
+	z, ok := gcsfs.ParseZonal(r.zonal)
+	if !ok {
+		return o, f.usageErr("--zonal must be auto, on or off, got %q", r.zonal)
+	}
+	if r.grpc {
+		if z == gcsfs.ZonalOff {
+			return o, f.usageErr("--grpc and --zonal off cannot be used together: --grpc reads over gRPC multi-range downloaders")
+		}
+		z = gcsfs.ZonalOn
+	}
+	o.Zonal = z
+	o.PoolSize = r.poolSize
+	o.Concurrency = r.concurrency
+	o.BlockSize = int64(r.blockSize)
+	o.MaxPrefetch = int64(r.maxPrefetch)
+	return o, nil
+}
+
+// sizeValue is a flag.Value of a byte count: 1048576, 1MiB, 1M, 512k. The
+// K, M, G, T suffixes are powers of 1024, with or without "B" or "iB".
+type sizeValue int64
+
+// String is the size in the largest unit that divides it: "64MiB".
+func (s *sizeValue) String() string {
+	n := int64(*s)
+	for _, u := range []struct {
+		shift uint
+		name  string
+	}{{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (s *sizeValue) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeValue(n)
+	return nil
+}
+
+func parseSize(v string) (int64, error) {
+	t := strings.TrimSpace(strings.ToLower(v))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
+	shift := 0
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k':
+			shift = 10
+		case 'm':
+			shift = 20
+		case 'g':
+			shift = 30
+		case 't':
+			shift = 40
+		}
+		if shift > 0 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("bad size %q (want bytes, or a number with K, M, G or T)", v)
+	}
+	return n << shift, nil
+}
+
+// humanBytes formats n as "64.0 MiB" (or "512 B").
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit && n > -unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		f /= unit
+		if f < unit && f > -unit || u == "TiB" {
+			return fmt.Sprintf("%.1f %s", f, u)
+		}
+	}
+	panic("unreachable")
+}
+
+// ratio formats a/b, or "-" when b is 0.
+func ratio(a, b int64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(a)/float64(b))
+}
+
+// printStats writes an FS's counters as one compact block.
+func printStats(w io.Writer, label string, zonal bool, s gcsfs.Stats) {
+	backend := "ranged reads"
+	if zonal {
+		backend = "gRPC multi-range downloaders"
+	}
+	fmt.Fprintf(w, "stats %s (%s):\n", label, backend)
+	fmt.Fprintf(w, "  files %d  asked %s  fetched %s (%s per byte asked)  requests %d\n",
+		s.Files, humanBytes(s.Asked), humanBytes(s.Fetched), ratio(s.Fetched, s.Asked), s.Requests)
+	fmt.Fprintf(w, "  prefetched %s  served from prefetch %s  wasted %s  waits %d\n",
+		humanBytes(s.Prefetched), humanBytes(s.Served), humanBytes(s.Wasted), s.Waits)
+	fmt.Fprintf(w, "  downloaders %d (replaced %d)  retries %d  buffers peak %s of %s\n",
+		s.Downloaders, s.Replaced, s.Retries, humanBytes(s.BufferHigh), humanBytes(s.BufferBudget))
+}
+
+// shortDuration rounds d for a table: 3 significant digits.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
+}

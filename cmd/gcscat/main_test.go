@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/zonalread/zonalread/internal/leaktest"
+	"github.com/zonalread/zonalread/internal/testserver"
+)
+
+func TestMain(m *testing.M) {
+	// No test may fall through to a real credentials lookup (which would
+	// ask the GCE metadata server): without an emulator, gs:// URLs find
+	// this missing file and stop there.
+	os.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/gcscat-test-credentials.json")
+	leaktest.VerifyTestMain(m)
+}
+
+const testBucket = "bkt"
+
+// fake is the in-process fake GCS with the test objects, with gs:// URLs
+// pointed at it. Tests that use it must not be parallel (environment).
+type fake struct {
+	srv     *testserver.Server
+	objects map[string][]byte
+	gens    map[string]int64
+}
+
+// testData is n reproducible pseudo-random bytes.
+func testData(n int, seed uint64) []byte {
+	var key [32]byte
+	key[0] = byte(seed)
+	b := make([]byte, n)
+	rand.NewChaCha8(key).Read(b)
+	return b
+}
+
+func startFake(t *testing.T) *fake {
+	t.Helper()
+	srv, err := testserver.Start(&testserver.Options{Buckets: []string{testBucket}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		http.DefaultClient.CloseIdleConnections()
+	})
+	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.HTTPURL(), "http://"))
+	t.Setenv("STORAGE_EMULATOR_HOST_GRPC", srv.GRPCAddr())
+	f := &fake{srv: srv, objects: map[string][]byte{
+		// Not a multiple of any read or part size.
+		"big.bin":       testData(5<<20+12345, 1),
+		"small.txt":     []byte("hello, gcscat\nsecond line\n"),
+		"empty":         {},
+		"dir/a.txt":     []byte("a\n"),
+		"dir/sub/b.txt": []byte("bb\n"),
+	}, gens: map[string]int64{}}
+	for name, data := range f.objects {
+		if f.gens[name], err = srv.PutObject(testBucket, name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// result is what one gcscat run printed and returned.
+type result struct {
+	stdout, stderr string
+	out            []byte
+	err            error
+	code           int
+}
+
+func gcscat(t *testing.T, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), args, &stdout, &stderr)
+	return result{stdout: stdout.String(), stderr: stderr.String(), out: stdout.Bytes(), err: err, code: exitCode(err)}
+}
+
+// check fails the test unless the run exited with code and its stderr
+// contains want.
+func (r result) check(t *testing.T, code int, want string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit status %d, want %d; stderr:\n%s", r.code, code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, want) {
+		t.Fatalf("stderr does not contain %q:\n%s", want, r.stderr)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	usage := &usageError{cmd: "cat", msg: "bad"}
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{usage, 2},
+		{fmt.Errorf("wrapped: %w", usage), 2},
+		{errors.Join(errors.New("x"), usage), 2},
+		{&helpRequest{}, 0},
+		{errors.New("boom"), 1},
+		{&credentialsError{}, 1},
+		{objErr("gs://b/o", os.ErrNotExist), 1},
+		{context.Canceled, 1},
+	} {
+		if got := exitCode(tc.err); got != tc.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	r := gcscat(t)
+	r.check(t, 2, "gcscat: no command given\n\ngcscat reads")
+	for _, c := range []string{"cat", "ls", "stat", "bench", "demo"} {
+		if !strings.Contains(r.stderr, "  "+c+" ") {
+			t.Errorf("main usage does not list %s:\n%s", c, r.stderr)
+		}
+	}
+
+	r = gcscat(t, "parquet", "gs://b/x")
+	r.check(t, 2, `gcscat: unknown command "parquet"`)
+
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		r = gcscat(t, args...)
+		r.check(t, 0, "")
+		if !strings.Contains(r.stdout, "Commands:") || r.stderr != "" {
+			t.Errorf("gcscat %v: stdout %q, stderr %q", args, r.stdout, r.stderr)
+		}
+	}
+	for _, c := range []string{"cat", "ls", "stat", "bench", "demo"} {
+		for _, args := range [][]string{{c, "-h"}, {"help", c}} {
+			r = gcscat(t, args...)
+			r.check(t, 0, "")
+			if !strings.HasPrefix(r.stdout, "Usage: gcscat "+c+" ") {
+				t.Errorf("gcscat %v: stdout %q", args, r.stdout)
+			}
+		}
+	}
+	r = gcscat(t, "cat", "-h")
+	for _, flag := range []string{"-r range", "-head N", "-tail N", "-pool-size n", "-concurrency n", "-max-prefetch size", "-zonal mode", "-grpc", "-stats"} {
+		if !strings.Contains(r.stdout, flag) {
+			t.Errorf("cat usage lacks %s:\n%s", flag, r.stdout)
+		}
+	}
+	r = gcscat(t, "bench", "-h")
+	for _, flag := range []string{"-block-size size", "-max-prefetch size", "-read-size size", "-readahead size", "-zonal mode", "-grpc", "-stats"} {
+		if !strings.Contains(r.stdout, flag) {
+			t.Errorf("bench usage lacks %s:\n%s", flag, r.stdout)
+		}
+	}
+
+	// A usage error prints the message, then the command's usage.
+	r = gcscat(t, "ls", "--bogus", "gs://bkt")
+	r.check(t, 2, "gcscat ls: flag provided but not defined: -bogus")
+	if !strings.Contains(r.stderr, "Usage: gcscat ls") || r.stdout != "" {
+		t.Errorf("stderr %q stdout %q", r.stderr, r.stdout)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"1048576", 1 << 20, true},
+		{"1MiB", 1 << 20, true},
+		{"1M", 1 << 20, true},
+		{"1mb", 1 << 20, true},
+		{"512k", 512 << 10, true},
+		{"2GiB", 2 << 30, true},
+		{"1T", 1 << 40, true},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"1.5M", 0, false},
+		{"MiB", 0, false},
+		{"1X", 0, false},
+		{"99999999999T", 0, false},
+	} {
+		got, err := parseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 64 << 20: "64.0 MiB", 3 << 40: "3.0 TiB", 5000 << 40: "5000.0 TiB"} {
+		if got := humanBytes(in); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Flags may follow the URLs; "--" ends the flags.
+func TestInterspersedFlags(t *testing.T) {
+	f := startFake(t)
+	r := gcscat(t, "cat", "gs://bkt/small.txt", "-r", "0-4")
+	r.check(t, 0, "")
+	if r.stdout != "hello" {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	r = gcscat(t, "cat", "--", "gs://bkt/small.txt")
+	r.check(t, 0, "")
+	if r.stdout != string(f.objects["small.txt"]) {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	r = gcscat(t, "cat", "gs://bkt/small.txt", "--", "-r")
+	r.check(t, 2, `bad URL "-r"`)
+}
