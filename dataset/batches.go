@@ -1,0 +1,338 @@
+package dataset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// BatchOptions configure Batches. A nil *BatchOptions means the defaults.
+type BatchOptions struct {
+	// BatchSize is the rows of each batch (the last may be short).
+	// Default 256.
+	BatchSize int64
+	// DropLast drops a short last batch.
+	DropLast bool
+	// PrefetchBatches is how many batches are formed ahead of the
+	// consumer. Default 1.
+	PrefetchBatches int
+	// LocalShuffleBufferSize, when positive, shuffles rows within a buffer
+	// of at least this many rows before batching, using Seed.
+	LocalShuffleBufferSize int64
+	// Seed seeds the local shuffle.
+	Seed uint64
+	// Collate, when set, turns each batch into the value the consumer gets
+	// (Batch.Collated), run by CollateWorkers goroutines that share the
+	// input under a lock and write one output queue of CollateWorkers
+	// entries: at most 2*CollateWorkers batches are in flight.
+	Collate func(ctx context.Context, rec arrow.RecordBatch) (any, error)
+	// CollateWorkers is N above. Default 1.
+	CollateWorkers int
+	// PreserveOrder delivers collated batches in the order they were
+	// formed; otherwise in the order Collate finishes them.
+	PreserveOrder bool
+}
+
+func (o *BatchOptions) normalize() BatchOptions {
+	var r BatchOptions
+	if o != nil {
+		r = *o
+	}
+	if r.BatchSize <= 0 {
+		r.BatchSize = 256
+	}
+	if r.PrefetchBatches <= 0 {
+		r.PrefetchBatches = 1
+	}
+	if r.CollateWorkers <= 0 {
+		r.CollateWorkers = 1
+	}
+	return r
+}
+
+// Batch is one batch of rows.
+type Batch struct {
+	// Record holds the rows. It is released by the next call to Next.
+	Record arrow.RecordBatch
+	// Collated is Collate's result (nil without Collate).
+	Collated any
+	// Index is the batch's position in the stream, from 0.
+	Index int
+}
+
+// BatchIterator streams batches. It is not safe for concurrent use.
+type BatchIterator struct {
+	cancel context.CancelFunc
+	out    chan batchResult
+	wg     sync.WaitGroup
+	cur    Batch
+	err    error
+	ended  bool
+
+	order   bool
+	next    int
+	pending map[int]batchResult
+}
+
+type batchResult struct {
+	b   Batch
+	err error
+}
+
+// Batches starts an execution and re-slices its blocks into batches.
+func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterator {
+	o := opts.normalize()
+	ctx, cancel := context.WithCancel(ctx)
+	raw := make(chan batchResult, o.PrefetchBatches)
+	bi := &BatchIterator{cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
+	it := d.Iter(ctx)
+	bi.wg.Go(func() {
+		defer close(raw)
+		defer it.Close()
+		form(ctx, it, &o, func(r batchResult) bool {
+			select {
+			case raw <- r:
+				return true
+			case <-ctx.Done():
+				if r.b.Record != nil {
+					r.b.Record.Release()
+				}
+				return false
+			}
+		})
+	})
+	if o.Collate == nil {
+		bi.out = raw
+		return bi
+	}
+	bi.out = make(chan batchResult, o.CollateWorkers)
+	var in sync.Mutex // the workers share the input under a lock
+	var workers sync.WaitGroup
+	for range o.CollateWorkers {
+		workers.Go(func() {
+			for {
+				in.Lock()
+				r, ok := <-raw
+				in.Unlock()
+				if !ok {
+					return
+				}
+				if r.err == nil {
+					r.b.Collated, r.err = o.Collate(ctx, r.b.Record)
+				}
+				select {
+				case bi.out <- r:
+				case <-ctx.Done():
+					if r.b.Record != nil {
+						r.b.Record.Release()
+					}
+				}
+			}
+		})
+	}
+	bi.wg.Go(func() {
+		workers.Wait()
+		close(bi.out)
+	})
+	return bi
+}
+
+// form reads blocks and sends batches of o.BatchSize rows.
+func form(ctx context.Context, it *Iterator, o *BatchOptions, send func(batchResult) bool) {
+	var buf []arrow.RecordBatch // rows not yet batched, in order
+	var rows int64
+	var rng *rand.Rand
+	if o.LocalShuffleBufferSize > 0 {
+		rng = rand.New(rand.NewPCG(o.Seed, o.Seed^0x5bd1e995))
+	}
+	idx := 0
+	release := func() {
+		for _, r := range buf {
+			r.Release()
+		}
+		buf, rows = nil, 0
+	}
+	defer release()
+	emit := func(rec arrow.RecordBatch) bool {
+		ok := send(batchResult{b: Batch{Record: rec, Index: idx}})
+		idx++
+		return ok
+	}
+	fail := func(err error) { send(batchResult{err: err}) }
+	// cut takes n rows off the front of buf (shuffled when asked).
+	cut := func(n int64) (arrow.RecordBatch, error) {
+		all, err := concat(buf)
+		if err != nil {
+			return nil, err
+		}
+		release()
+		if rng != nil {
+			perm := rng.Perm(int(all.NumRows()))
+			shuffled, err := take(ctx, all, perm)
+			all.Release()
+			if err != nil {
+				return nil, err
+			}
+			all = shuffled
+		}
+		head := all.NewSlice(0, n)
+		if rest := all.NumRows() - n; rest > 0 {
+			buf, rows = []arrow.RecordBatch{all.NewSlice(n, all.NumRows())}, rest
+		}
+		all.Release()
+		return head, nil
+	}
+	need := max(o.BatchSize, o.LocalShuffleBufferSize)
+	for it.Next() {
+		rec := it.Block().Record
+		rec.Retain()
+		buf = append(buf, rec)
+		rows += rec.NumRows()
+		for rows >= need {
+			b, err := cut(o.BatchSize)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if !emit(b) {
+				return
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		fail(err)
+		return
+	}
+	for rows >= o.BatchSize || (rows > 0 && !o.DropLast) {
+		b, err := cut(min(rows, o.BatchSize))
+		if err != nil {
+			fail(err)
+			return
+		}
+		if !emit(b) {
+			return
+		}
+	}
+}
+
+// concat joins records of one schema into one.
+func concat(recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
+	if len(recs) == 1 {
+		recs[0].Retain()
+		return recs[0], nil
+	}
+	sc := recs[0].Schema()
+	cols := make([]arrow.Array, sc.NumFields())
+	var n int64
+	for _, r := range recs {
+		n += r.NumRows()
+	}
+	for c := range cols {
+		parts := make([]arrow.Array, len(recs))
+		for i, r := range recs {
+			parts[i] = r.Column(c)
+		}
+		a, err := array.Concatenate(parts, memory.DefaultAllocator)
+		if err != nil {
+			for _, x := range cols[:c] {
+				x.Release()
+			}
+			return nil, fmt.Errorf("dataset: batching: %w", err)
+		}
+		cols[c] = a
+	}
+	rec := array.NewRecordBatch(sc, cols, n)
+	for _, a := range cols {
+		a.Release()
+	}
+	return rec, nil
+}
+
+// take reorders rec's rows by perm.
+func take(ctx context.Context, rec arrow.RecordBatch, perm []int) (arrow.RecordBatch, error) {
+	b := array.NewInt64Builder(memory.DefaultAllocator)
+	defer b.Release()
+	for _, p := range perm {
+		b.Append(int64(p))
+	}
+	idx := b.NewArray()
+	defer idx.Release()
+	out, err := compute.Take(ctx, *compute.DefaultTakeOptions(), compute.NewDatum(rec), compute.NewDatum(idx))
+	if err != nil {
+		return nil, fmt.Errorf("dataset: shuffle: %w", err)
+	}
+	defer out.Release()
+	r := out.(*compute.RecordDatum).Value
+	r.Retain()
+	return r, nil
+}
+
+// Next advances to the next batch, releasing the previous one.
+func (bi *BatchIterator) Next() bool {
+	if bi.cur.Record != nil {
+		bi.cur.Record.Release()
+		bi.cur = Batch{}
+	}
+	for !bi.ended {
+		if r, ok := bi.pending[bi.next]; ok && bi.order {
+			delete(bi.pending, bi.next)
+			bi.next++
+			bi.cur = r.b
+			return true
+		}
+		r, ok := <-bi.out
+		if !ok {
+			bi.ended = true
+			break
+		}
+		if r.err != nil {
+			if !errors.Is(r.err, context.Canceled) || bi.err == nil {
+				bi.err = r.err
+			}
+			bi.Close()
+			return false
+		}
+		if bi.order && r.b.Index != bi.next {
+			bi.pending[r.b.Index] = r
+			continue
+		}
+		bi.next++
+		bi.cur = r.b
+		return true
+	}
+	return false
+}
+
+// Batch returns the current batch.
+func (bi *BatchIterator) Batch() Batch { return bi.cur }
+
+// Err returns the error that ended the iteration, if any.
+func (bi *BatchIterator) Err() error { return bi.err }
+
+// Close stops the execution and waits for its goroutines. Idempotent.
+func (bi *BatchIterator) Close() error {
+	if bi.cur.Record != nil {
+		bi.cur.Record.Release()
+		bi.cur = Batch{}
+	}
+	bi.cancel()
+	for r := range bi.out {
+		if r.b.Record != nil {
+			r.b.Record.Release()
+		}
+	}
+	for _, r := range bi.pending {
+		r.b.Record.Release()
+	}
+	bi.pending = map[int]batchResult{}
+	bi.ended = true
+	bi.wg.Wait()
+	return nil
+}

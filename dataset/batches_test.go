@@ -1,0 +1,132 @@
+package dataset
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+)
+
+func orderedDS(t *testing.T) *Dataset {
+	fsys, _ := memFS(t, threeFiles(t))
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{PreserveOrder: true, BatchRows: 300, TargetBlockBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+func drainBatches(t *testing.T, bi *BatchIterator) (rows []row, sizes []int64, collated []any) {
+	t.Helper()
+	defer bi.Close()
+	for i := 0; bi.Next(); i++ {
+		b := bi.Batch()
+		rows = append(rows, recordRows(t, b.Record)...)
+		sizes = append(sizes, b.Record.NumRows())
+		collated = append(collated, b.Collated)
+	}
+	if err := bi.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return
+}
+
+func TestBatchesSizesAndOrder(t *testing.T) {
+	ds := orderedDS(t)
+	rows, sizes, _ := drainBatches(t, ds.Batches(context.Background(), &BatchOptions{BatchSize: 1000, PrefetchBatches: 3}))
+	checkRows(t, rows, idRange(0, 30000), "all")
+	if len(sizes) != 30 || slices.ContainsFunc(sizes, func(n int64) bool { return n != 1000 }) {
+		t.Fatalf("batch sizes %v", sizes)
+	}
+	rows, sizes, _ = drainBatches(t, ds.Batches(context.Background(), &BatchOptions{BatchSize: 7000}))
+	checkRows(t, rows, idRange(0, 30000), "all")
+	if !slices.Equal(sizes, []int64{7000, 7000, 7000, 7000, 2000}) {
+		t.Fatalf("sizes %v", sizes)
+	}
+	rows, sizes, _ = drainBatches(t, ds.Batches(context.Background(), &BatchOptions{BatchSize: 7000, DropLast: true}))
+	checkRows(t, rows, idRange(0, 28000), "all")
+	if len(sizes) != 4 {
+		t.Fatalf("DropLast sizes %v", sizes)
+	}
+}
+
+func TestLocalShuffle(t *testing.T) {
+	ds := orderedDS(t)
+	opts := &BatchOptions{BatchSize: 500, LocalShuffleBufferSize: 4000, Seed: 7}
+	a, _, _ := drainBatches(t, ds.Batches(context.Background(), opts))
+	b, _, _ := drainBatches(t, ds.Batches(context.Background(), opts))
+	if !slices.Equal(a, b) {
+		t.Fatal("same seed, different order")
+	}
+	sorted := slices.Clone(a)
+	slices.SortFunc(sorted, func(x, y row) int { return int(x.id - y.id) })
+	checkRows(t, sorted, idRange(0, 30000), "all")
+	if slices.Equal(a, sorted) {
+		t.Fatal("shuffle left the rows in order")
+	}
+	opts.Seed = 8
+	c, _, _ := drainBatches(t, ds.Batches(context.Background(), opts))
+	if slices.Equal(a, c) {
+		t.Fatal("different seeds, same order")
+	}
+}
+
+func TestCollateWorkers(t *testing.T) {
+	ds := orderedDS(t)
+	const n = 3
+	var running, peak atomic.Int64
+	collate := func(_ context.Context, rec arrow.RecordBatch) (any, error) {
+		r := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if r <= p || peak.CompareAndSwap(p, r) {
+				break
+			}
+		}
+		var sum int64
+		ids := rec.Column(0).(*array.Int64)
+		for i := range ids.Len() {
+			sum += ids.Value(i)
+		}
+		return sum, nil
+	}
+	_, _, got := drainBatches(t, ds.Batches(context.Background(), &BatchOptions{BatchSize: 1000, Collate: collate, CollateWorkers: n, PreserveOrder: true}))
+	if len(got) != 30 {
+		t.Fatalf("%d batches", len(got))
+	}
+	for i, v := range got {
+		want := int64(0)
+		for id := int64(i * 1000); id < int64(i*1000+1000); id++ {
+			want += id
+		}
+		if v.(int64) != want {
+			t.Fatalf("batch %d collated to %v, want %d (order not preserved?)", i, v, want)
+		}
+	}
+	if p := peak.Load(); p > n {
+		t.Fatalf("%d Collate calls at once, N = %d", p, n)
+	}
+
+	boom := errors.New("boom")
+	bi := ds.Batches(context.Background(), &BatchOptions{Collate: func(context.Context, arrow.RecordBatch) (any, error) { return nil, boom }, CollateWorkers: 2})
+	for bi.Next() {
+	}
+	if !errors.Is(bi.Err(), boom) {
+		t.Fatalf("Err = %v", bi.Err())
+	}
+	bi.Close()
+}
+
+func TestBatchesEarlyClose(t *testing.T) {
+	ds := orderedDS(t)
+	bi := ds.Batches(context.Background(), &BatchOptions{BatchSize: 100, Collate: func(_ context.Context, r arrow.RecordBatch) (any, error) { return r.NumRows(), nil }, CollateWorkers: 4})
+	bi.Next()
+	bi.Next()
+	bi.Close() // leaks nothing (goleak)
+	bi.Close()
+}
