@@ -88,11 +88,24 @@ type batchResult struct {
 
 // Batches starts an execution and re-slices its blocks into batches.
 func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterator {
-	o := opts.normalize()
 	ctx, cancel := context.WithCancel(ctx)
+	return newBatchIterator(ctx, cancel, d.Iter(ctx), opts)
+}
+
+// blockSource is a stream of blocks: an execution's Iterator, or one split
+// of a StreamingSplit.
+type blockSource interface {
+	Next() bool
+	Block() Block
+	Err() error
+	Close() error
+}
+
+// newBatchIterator re-slices it's blocks into batches; cancel stops it.
+func newBatchIterator(ctx context.Context, cancel context.CancelFunc, it blockSource, opts *BatchOptions) *BatchIterator {
+	o := opts.normalize()
 	raw := make(chan batchResult, o.PrefetchBatches)
 	bi := &BatchIterator{cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
-	it := d.Iter(ctx)
 	bi.wg.Go(func() {
 		defer close(raw)
 		defer it.Close()
@@ -145,7 +158,7 @@ func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterato
 }
 
 // form reads blocks and sends batches of o.BatchSize rows.
-func form(ctx context.Context, it *Iterator, o *BatchOptions, send func(batchResult) bool) {
+func form(ctx context.Context, it blockSource, o *BatchOptions, send func(batchResult) bool) {
 	var buf []arrow.RecordBatch // rows not yet batched, in order
 	var rows int64
 	var rng *rand.Rand

@@ -1,0 +1,334 @@
+package dataset
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// Split is one of the n streams of a StreamingSplit. It holds only a handle
+// to the coordinator that owns the execution; Splits may be consumed on
+// different goroutines at different speeds.
+type Split struct {
+	c     *coordinator
+	i     int
+	epoch int
+}
+
+// coordinator owns the executions (one per epoch) behind a set of splits.
+type coordinator struct {
+	d     *Dataset
+	n     int
+	equal bool
+	chunk int64 // rows per split per round, in equal mode
+
+	mu      sync.Mutex
+	cur     *epochRun
+	changed chan struct{}
+}
+
+// epochRun is one execution, distributed to the splits.
+type epochRun struct {
+	e       int
+	shared  chan Block   // non-equal: every split pulls from it
+	perSp   []chan Block // equal: one queue per split
+	closed  []chan struct{}
+	once    []sync.Once
+	active  int // splits that have not finished this epoch
+	done    chan struct{}
+	err     error // set before done is closed
+	cancel  context.CancelFunc
+}
+
+// StreamingSplit returns n splits fed by one coordinator that owns the
+// execution: each epoch (each round of Batches or Iter calls on the
+// splits) runs the dataset once and hands its blocks out. With equal, every
+// split gets exactly the same number of rows (the remainder, fewer than n
+// rows, is dropped), so with the same BatchSize and DropLast every split
+// also yields the same number of batches — local shuffle included — as
+// distributed training needs; a slow split then paces the others. Without
+// equal, splits pull blocks from one shared queue: fast consumers get more.
+// A split that is closed early (or whose consumer fails and closes it)
+// stops receiving and never blocks the others.
+func (d *Dataset) StreamingSplit(n int, equal bool) []*Split {
+	if n <= 0 {
+		panic("dataset: StreamingSplit with n <= 0")
+	}
+	c := &coordinator{d: d, n: n, equal: equal, chunk: 1024, changed: make(chan struct{})}
+	splits := make([]*Split, n)
+	for i := range splits {
+		splits[i] = &Split{c: c, i: i}
+	}
+	return splits
+}
+
+// Schema returns the dataset's schema from the Parquet footers; it never
+// starts an execution.
+func (s *Split) Schema(ctx context.Context) (*arrow.Schema, error) { return s.c.d.Schema(ctx) }
+
+// Iter starts this split's next epoch and returns its blocks. The epoch's
+// execution starts when the first split asks for it; a split asking for the
+// next epoch waits (honouring ctx) until every split has finished or closed
+// the current one.
+func (s *Split) Iter(ctx context.Context) (*SplitIterator, error) {
+	s.epoch++
+	run, err := s.c.join(ctx, s.epoch)
+	if err != nil {
+		return nil, err
+	}
+	return &SplitIterator{run: run, i: s.i, c: s.c}, nil
+}
+
+// Batches is Iter re-sliced into batches (see Dataset.Batches).
+func (s *Split) Batches(ctx context.Context, opts *BatchOptions) (*BatchIterator, error) {
+	it, err := s.Iter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return newBatchIterator(ctx, cancel, it, opts), nil
+}
+
+// join returns epoch e's run, starting it if this is the first split to
+// ask, after waiting for epoch e-1 to finish.
+func (c *coordinator) join(ctx context.Context, e int) (*epochRun, error) {
+	for {
+		c.mu.Lock()
+		cur := c.cur
+		switch {
+		case cur != nil && cur.e == e:
+			c.mu.Unlock()
+			return cur, nil
+		case cur == nil || (cur.e == e-1 && cur.active == 0):
+			run := c.start(e)
+			c.mu.Unlock()
+			return run, nil
+		case cur.e > e:
+			c.mu.Unlock()
+			return nil, fmt.Errorf("dataset: split asked for epoch %d, the others are at %d", e, cur.e)
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// start begins epoch e; c.mu is held.
+func (c *coordinator) start(e int) *epochRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &epochRun{e: e, active: c.n, done: make(chan struct{}), cancel: cancel,
+		closed: make([]chan struct{}, c.n), once: make([]sync.Once, c.n)}
+	for i := range run.closed {
+		run.closed[i] = make(chan struct{})
+	}
+	if c.equal {
+		run.perSp = make([]chan Block, c.n)
+		for i := range run.perSp {
+			run.perSp[i] = make(chan Block, 2)
+		}
+	} else {
+		run.shared = make(chan Block, c.n)
+	}
+	c.cur = run
+	close(c.changed)
+	c.changed = make(chan struct{})
+	go c.distribute(ctx, run)
+	return run
+}
+
+// finish marks split i done with the run; the next epoch may start when
+// every split is.
+func (c *coordinator) finish(run *epochRun, i int) {
+	run.once[i].Do(func() {
+		close(run.closed[i])
+		c.mu.Lock()
+		run.active--
+		last := run.active == 0
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+		if last {
+			run.cancel()
+		}
+	})
+}
+
+// distribute runs the execution and hands out its blocks.
+func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
+	it := c.d.Iter(ctx)
+	defer func() {
+		it.Close()
+		if err := it.Err(); err != nil && ctx.Err() == nil {
+			run.err = err
+		}
+		if run.shared != nil {
+			close(run.shared)
+		}
+		for _, ch := range run.perSp {
+			close(ch)
+		}
+		close(run.done)
+	}()
+	if !c.equal {
+		for it.Next() {
+			b := it.Block()
+			b.Record.Retain()
+			select {
+			case run.shared <- b:
+			case <-ctx.Done():
+				b.Record.Release()
+				return
+			}
+		}
+		return
+	}
+	var carry []arrow.RecordBatch
+	var rows int64
+	defer func() {
+		for _, r := range carry {
+			r.Release()
+		}
+	}()
+	// round hands each split per rows, cut from the front of carry.
+	round := func(per int64) bool {
+		all, err := concat(carry)
+		if err != nil {
+			run.err = err
+			return false
+		}
+		for _, r := range carry {
+			r.Release()
+		}
+		carry, rows = nil, 0
+		for i := range c.n {
+			piece := all.NewSlice(int64(i)*per, int64(i+1)*per)
+			if !c.give(ctx, run, i, piece) {
+				all.Release()
+				return false
+			}
+		}
+		if left := all.NumRows() - int64(c.n)*per; left > 0 {
+			carry, rows = []arrow.RecordBatch{all.NewSlice(int64(c.n)*per, all.NumRows())}, left
+		}
+		all.Release()
+		return true
+	}
+	for it.Next() {
+		rec := it.Block().Record
+		rec.Retain()
+		carry = append(carry, rec)
+		rows += rec.NumRows()
+		for rows >= int64(c.n)*c.chunk {
+			if !round(c.chunk) {
+				return
+			}
+		}
+	}
+	if it.Err() != nil {
+		return
+	}
+	if per := rows / int64(c.n); per > 0 {
+		round(per) // the remainder, fewer than n rows, is dropped
+	}
+}
+
+// give sends a piece to split i, unless the split has finished (then the
+// piece is dropped: a closed split never blocks the others).
+func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.RecordBatch) bool {
+	b := Block{Record: rec, Meta: BlockMetadata{NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema()}}
+	select {
+	case <-run.closed[i]:
+		rec.Release()
+		return true
+	default:
+	}
+	select {
+	case run.perSp[i] <- b:
+		return true
+	case <-run.closed[i]:
+		rec.Release()
+		return true
+	case <-ctx.Done():
+		rec.Release()
+		return false
+	}
+}
+
+// SplitIterator streams one split's blocks of one epoch.
+type SplitIterator struct {
+	c     *coordinator
+	run   *epochRun
+	i     int
+	cur   Block
+	err   error
+	ended bool
+}
+
+func (s *SplitIterator) queue() chan Block {
+	if s.run.shared != nil {
+		return s.run.shared
+	}
+	return s.run.perSp[s.i]
+}
+
+// Next advances to the next block, releasing the previous one.
+func (s *SplitIterator) Next() bool {
+	if s.cur.Record != nil {
+		s.cur.Record.Release()
+		s.cur = Block{}
+	}
+	if s.ended {
+		return false
+	}
+	select {
+	case b, ok := <-s.queue():
+		if ok {
+			s.cur = b
+			return true
+		}
+		<-s.run.done
+		s.err = s.run.err
+	case <-s.run.closed[s.i]:
+	}
+	s.ended = true
+	s.c.finish(s.run, s.i)
+	return false
+}
+
+// Block returns the current block (valid until the next Next or Close).
+func (s *SplitIterator) Block() Block { return s.cur }
+
+// Err returns the error that ended the epoch, if any.
+func (s *SplitIterator) Err() error { return s.err }
+
+// Close ends this split's epoch early: it receives nothing more and never
+// holds up the other splits. Idempotent.
+func (s *SplitIterator) Close() error {
+	if s.cur.Record != nil {
+		s.cur.Record.Release()
+		s.cur = Block{}
+	}
+	s.ended = true
+	s.c.finish(s.run, s.i)
+	// In equal mode, drain what was already queued for this split.
+	if s.run.perSp != nil {
+		for {
+			select {
+			case b, ok := <-s.run.perSp[s.i]:
+				if !ok {
+					return nil
+				}
+				b.Record.Release()
+			default:
+				return nil
+			}
+		}
+	}
+	return nil
+}
