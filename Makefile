@@ -19,12 +19,18 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: package benchmarks on the shaped in-process servers.
+## bench: cmd/zonalbench on both link profiles (writes BENCHMARKS.md and
+## cmd/zonalbench/results.json), then the package benchmarks.
 bench:
+	$(GO) run ./cmd/zonalbench -out BENCHMARKS.md -json cmd/zonalbench/results.json
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
-## bench-short: a quick pass over the same benchmarks (no assertions on time).
+## bench-short: the same in a quick pass for CI (no assertions on time);
+## the short reports go to a temporary directory, BENCHMARKS.md is kept.
 bench-short:
+	@dir=$$(mktemp -d) && \
+	  $(GO) run ./cmd/zonalbench -short -out $$dir/BENCHMARKS.md -json $$dir/results.json && \
+	  echo "short reports in $$dir"
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 10m $(PKGS)
 
 ## demo: start the embedded fake server with sample data and tour the CLI.

@@ -31,15 +31,15 @@ type coordinator struct {
 
 // epochRun is one execution, distributed to the splits.
 type epochRun struct {
-	e       int
-	shared  chan Block   // non-equal: every split pulls from it
-	perSp   []chan Block // equal: one queue per split
-	closed  []chan struct{}
-	once    []sync.Once
-	active  int // splits that have not finished this epoch
-	done    chan struct{}
-	err     error // set before done is closed
-	cancel  context.CancelFunc
+	e      int
+	shared chan Block   // non-equal: every split pulls from it
+	perSp  []chan Block // equal: one queue per split
+	closed []chan struct{}
+	once   []sync.Once
+	active int // splits that have not finished this epoch
+	done   chan struct{}
+	err    error // set before done is closed
+	cancel context.CancelFunc
 }
 
 // StreamingSplit returns n splits fed by one coordinator that owns the
