@@ -91,7 +91,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"$ gcscat ls gs://demo\ngs://demo/big.bin\ngs://demo/data/\ngs://demo/hello.txt\ngs://demo/logs/\n",
 		"$ gcscat ls -l -R gs://demo\n",
-		"TOTAL: 5 objects",
+		"TOTAL: 6 objects", "5000 rows in 5 row groups", "first 5 rows:",
 		"$ gcscat stat gs://demo/big.bin\ngs://demo/big.bin:\n",
 		"$ gcscat cat gs://demo/hello.txt\nHello from gcscat!\n",
 		"$ gcscat cat -r 0-119 gs://demo/data/2024/01/measurements.csv\ntimestamp,sensor,temperature_c,humidity_pct\n",

@@ -6,6 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -72,6 +78,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	d.step("A small text object, byte for byte.", 0, "cat", "gs://demo/hello.txt")
 	d.step("A byte range: the first 120 bytes of a CSV (END is inclusive).", 0, "cat", "-r", "0-119", "gs://demo/data/2024/01/measurements.csv")
 	d.step("The last 200 bytes of a log (bytes, not lines: it starts mid-line).", 0, "cat", "--tail", "200", "gs://demo/logs/app.log")
+	d.step("A Parquet file: schema and row groups from its footer (one ranged read), and its first rows.", 0, "parquet", "--rows", "5", "gs://demo/data/trips.parquet")
 	d.hashStep(fmt.Sprintf("The whole %s object, in parallel windows, piped to sha256sum; --stats prints the read counters.", humanBytes(int64(bigSize))),
 		objects[0].data, "cat", "--stats", big)
 	d.step("Read strategies side by side on this link; each one's bytes are checked with sha256.", 0, "bench", big)
@@ -137,7 +144,35 @@ func demoObjects(bigSize int) []demoObject {
 		{"data/2024/01/measurements.csv", csv(1)},
 		{"data/2024/02/measurements.csv", csv(2)},
 		{"logs/app.log", logs.Bytes()},
+		{"data/trips.parquet", tripsParquet(rng)},
 	}
+}
+
+// tripsParquet is a small Parquet file: 5000 rows in 5 row groups.
+func tripsParquet(rng *rand.Rand) []byte {
+	sc := arrow.NewSchema([]arrow.Field{
+		{Name: "trip_id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "city", Type: arrow.BinaryTypes.String},
+		{Name: "km", Type: arrow.PrimitiveTypes.Float64},
+	}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+	defer b.Release()
+	cities := []string{"Paris", "Lagos", "Lima", "Osaka", "Oslo"}
+	for i := range 5000 {
+		b.Field(0).(*array.Int64Builder).Append(int64(100000 + i))
+		b.Field(1).(*array.StringBuilder).Append(cities[rng.IntN(len(cities))])
+		b.Field(2).(*array.Float64Builder).Append(float64(int(rng.Float64()*3000)) / 100)
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	tbl := array.NewTableFromRecords(sc, []arrow.RecordBatch{rec})
+	defer tbl.Release()
+	var buf bytes.Buffer
+	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy))
+	if err := pqarrow.WriteTable(tbl, &buf, 1000, props, pqarrow.DefaultWriterProps()); err != nil {
+		panic(err) // in-memory write of a fixed table cannot fail
+	}
+	return buf.Bytes()
 }
 
 // demo runs tour steps through run and prints them like a terminal

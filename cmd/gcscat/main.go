@@ -8,6 +8,7 @@
 //	gcscat cat   [flags] URL...     write objects, or a byte range of them, to stdout
 //	gcscat ls    [-l] [-R] URL...   list objects and prefixes
 //	gcscat stat  URL...             show size, generation and update time
+//	gcscat parquet [--rows N] URL   show a Parquet file's schema, row groups and first rows
 //	gcscat bench [flags] URL        compare read strategies on one object
 //	gcscat demo                     tour the commands against an in-process fake GCS
 //
@@ -67,6 +68,7 @@ func commands() []command {
 		{"cat", "write objects, or a byte range of them, to stdout", runCat},
 		{"ls", "list objects and prefixes", runLs},
 		{"stat", "show an object's size, generation and update time", runStat},
+		{"parquet", "show a Parquet file's schema, row groups and first rows", runParquet},
 		{"bench", "compare read strategies on one object", runBench},
 		{"demo", "tour the commands against an in-process fake GCS", runDemo},
 	}

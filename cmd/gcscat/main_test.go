@@ -122,14 +122,14 @@ func TestExitCode(t *testing.T) {
 func TestUsage(t *testing.T) {
 	r := gcscat(t)
 	r.check(t, 2, "gcscat: no command given\n\ngcscat reads")
-	for _, c := range []string{"cat", "ls", "stat", "bench", "demo"} {
+	for _, c := range []string{"cat", "ls", "stat", "parquet", "bench", "demo"} {
 		if !strings.Contains(r.stderr, "  "+c+" ") {
 			t.Errorf("main usage does not list %s:\n%s", c, r.stderr)
 		}
 	}
 
-	r = gcscat(t, "parquet", "gs://b/x")
-	r.check(t, 2, `gcscat: unknown command "parquet"`)
+	r = gcscat(t, "orc", "gs://b/x")
+	r.check(t, 2, `gcscat: unknown command "orc"`)
 
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
 		r = gcscat(t, args...)
@@ -138,7 +138,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("gcscat %v: stdout %q, stderr %q", args, r.stdout, r.stderr)
 		}
 	}
-	for _, c := range []string{"cat", "ls", "stat", "bench", "demo"} {
+	for _, c := range []string{"cat", "ls", "stat", "parquet", "bench", "demo"} {
 		for _, args := range [][]string{{c, "-h"}, {"help", c}} {
 			r = gcscat(t, args...)
 			r.check(t, 0, "")
