@@ -61,4 +61,3 @@ func Inspect(ctx context.Context, fsys fs.FS, name string) (*FileInfo, error) {
 	}
 	return info, nil
 }
-
