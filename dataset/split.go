@@ -51,7 +51,9 @@ type epochRun struct {
 // distributed training needs; a slow split then paces the others. Without
 // equal, splits pull blocks from one shared queue: fast consumers get more.
 // A split that is closed early (or whose consumer fails and closes it)
-// stops receiving and never blocks the others.
+// stops receiving and never blocks the others. Equal splits are meant to be
+// consumed concurrently: each holds only a couple of blocks, so one consumer
+// reading its split to the end while another has not started waits for it.
 func (d *Dataset) StreamingSplit(n int, equal bool) []*Split {
 	if n <= 0 {
 		panic("dataset: StreamingSplit with n <= 0")

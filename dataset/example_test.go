@@ -1,0 +1,78 @@
+package dataset_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"gocloud.dev/blob/memblob"
+
+	"github.com/zonalread/zonalread/dataset"
+	"github.com/zonalread/zonalread/gcsfs"
+)
+
+// Write two Parquet files to a bucket, then stream them back in batches of
+// 4 rows, two splits with equal row counts.
+func Example() {
+	ctx := context.Background()
+	bucket := memblob.OpenBucket(nil)
+	defer bucket.Close()
+	sc := arrow.NewSchema([]arrow.Field{{Name: "v", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	for f := range 2 {
+		b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+		for i := range 10 {
+			b.Field(0).(*array.Int64Builder).Append(int64(f*10 + i))
+		}
+		rec := b.NewRecordBatch()
+		tbl := array.NewTableFromRecords(sc, []arrow.RecordBatch{rec})
+		var buf bytes.Buffer
+		if err := pqarrow.WriteTable(tbl, &buf, 5, nil, pqarrow.DefaultWriterProps()); err != nil {
+			panic(err)
+		}
+		bucket.WriteAll(ctx, fmt.Sprintf("t/%d.parquet", f), buf.Bytes(), nil)
+		tbl.Release()
+		rec.Release()
+		b.Release()
+	}
+	fsys, err := gcsfs.New(ctx, bucket, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer fsys.Close()
+
+	ds, err := dataset.ReadParquet(fsys, "t/*.parquet", &dataset.ReadOptions{PreserveOrder: true})
+	if err != nil {
+		panic(err)
+	}
+	batches := ds.Batches(ctx, &dataset.BatchOptions{BatchSize: 4})
+	for batches.Next() {
+		fmt.Println(batches.Batch().Record.Column(0))
+	}
+	batches.Close()
+
+	splits := ds.StreamingSplit(2, true)
+	for i, s := range splits {
+		it, err := s.Iter(ctx)
+		if err != nil {
+			panic(err)
+		}
+		rows := int64(0)
+		for it.Next() {
+			rows += it.Block().Meta.NumRows
+		}
+		it.Close()
+		fmt.Printf("split %d: %d rows\n", i, rows)
+	}
+	// Output:
+	// [0 1 2 3]
+	// [4 5 6 7]
+	// [8 9 10 11]
+	// [12 13 14 15]
+	// [16 17 18 19]
+	// split 0: 10 rows
+	// split 1: 10 rows
+}
