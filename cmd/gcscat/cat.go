@@ -76,16 +76,13 @@ func runCat(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return f.usageErr("no URL given")
+	urls, err := parseURLs(f, pos)
+	if err != nil {
+		return err
 	}
-	urls := make([]objectURL, len(pos))
-	for i, p := range pos {
-		if urls[i], err = parseURL(f, p); err != nil {
-			return err
-		}
-		if urls[i].name == "." {
-			return badURL(f, p, "names a bucket or directory, not an object")
+	for i, u := range urls {
+		if u.name == "." {
+			return badURL(f, pos[i], "names a bucket or directory, not an object")
 		}
 	}
 

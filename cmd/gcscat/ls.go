@@ -30,14 +30,9 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return f.usageErr("no URL given")
-	}
-	urls := make([]objectURL, len(pos))
-	for i, p := range pos {
-		if urls[i], err = parseURL(f, p); err != nil {
-			return err
-		}
+	urls, err := parseURLs(f, pos)
+	if err != nil {
+		return err
 	}
 	cache := newFSCache(gcsfs.Options{}, false)
 	l := &lister{ctx: ctx, long: *long, recursive: *recursive}
@@ -188,14 +183,9 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return f.usageErr("no URL given")
-	}
-	urls := make([]objectURL, len(pos))
-	for i, p := range pos {
-		if urls[i], err = parseURL(f, p); err != nil {
-			return err
-		}
+	urls, err := parseURLs(f, pos)
+	if err != nil {
+		return err
 	}
 	cache := newFSCache(gcsfs.Options{}, false)
 	for _, u := range urls {

@@ -27,6 +27,21 @@ type objectURL struct {
 	fileQuery string // file: the query, passed to gocloud's fileblob
 }
 
+// parseURLs parses the command's URL arguments; at least one is required.
+func parseURLs(f *flagSet, args []string) ([]objectURL, error) {
+	if len(args) == 0 {
+		return nil, f.usageErr("no URL given")
+	}
+	urls := make([]objectURL, len(args))
+	for i, a := range args {
+		var err error
+		if urls[i], err = parseURL(f, a); err != nil {
+			return nil, err
+		}
+	}
+	return urls, nil
+}
+
 // badURL returns the usage error for a URL gcscat cannot use.
 func badURL(f *flagSet, raw, format string, a ...any) error {
 	return f.usageErr("bad URL %q: %s", raw, fmt.Sprintf(format, a...))
