@@ -1,0 +1,262 @@
+// Command zonalbench measures how fast zonalread reads objects compared
+// with the usual ways of reading them, on in-process fake GCS servers shaped
+// like real links, and writes the results as a markdown report
+// (BENCHMARKS.md) and raw JSON.
+//
+// For each named link profile (standard: a regional bucket, tens of ms to
+// first byte and a per-connection cap; zonal: a Rapid bucket, ~2 ms to first
+// byte and a per-stream cap; both with an aggregate cap that is the
+// physical limit of the link) it starts the shaped servers of
+// internal/testserver, stores one object of random bytes, and reads it with
+// every strategy under several access patterns:
+//
+//	sequential    1 MiB Read calls front to back
+//	whole         the whole object at once
+//	random-4KiB   random 4 KiB reads
+//	random-1MiB   random 1 MiB reads
+//	back-forward  1 MiB reads walking backward from the middle, then forward to the end
+//	strided       Parquet-like: the footer, then 3 of 8 column chunks of each row group
+//
+// The strategies are one storage.Reader stream, gocloud NewRangeReader with
+// a fixed 5 MiB readahead (fsspec's default cache), and zonalread (gcsfs)
+// with prefetch off and on, over HTTP ranged reads and gRPC multi-range
+// downloaders. Every run's bytes are checked against the object (sha256);
+// a mismatch fails the program.
+//
+// `make bench` runs it on both profiles and writes BENCHMARKS.md at the
+// repository root and every run's raw numbers to
+// cmd/zonalbench/results.json; `make bench-short` runs -short into a
+// temporary directory.
+//
+// Usage:
+//
+//	zonalbench [-profile standard|zonal|all] [-runs 3] [-size 256MiB] [-short]
+//	           [-out BENCHMARKS.md] [-json results.json] [-only REGEXP] [-cpuprofile FILE]
+//	           [-grpc-conns N]
+//
+// -short reads a 32 MiB object once per row with fewer random reads, for CI
+// (under a minute; no assertions on times). -only keeps the rows whose
+// "pattern/strategy" matches; -cpuprofile writes a CPU profile of the timed
+// part of the first run of the first row kept. -grpc-conns dials the MRD
+// backend's gRPC client with N channels instead of the storage package's
+// default of one.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zonalread/zonalread/internal/testserver"
+)
+
+// profile is a named link shape.
+type profile struct {
+	Name, Desc string
+	Shape      testserver.Shape
+}
+
+// The aggregate caps are chosen so that the default gcsfs options (8
+// downloaders, 8 parts per read) could fill them: 8 connections of the
+// per-connection cap add up to twice the aggregate.
+var profiles = []profile{
+	{Name: "standard", Desc: "regional bucket seen from a VM",
+		Shape: testserver.Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 400 << 20}},
+	{Name: "zonal", Desc: "Rapid (zonal) bucket in the same zone",
+		Shape: testserver.Shape{Latency: 2 * time.Millisecond, ConnBandwidth: 200 << 20, AggregateBandwidth: 800 << 20}},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "zonalbench:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "zonalbench:", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ error }
+
+// config is the parsed command line.
+type config struct {
+	profiles   []profile
+	runs       int
+	size       int64
+	short      bool
+	out, json  string
+	only       *regexp.Regexp
+	cpuprofile string
+	grpcConns  int
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("zonalbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	prof := fs.String("profile", "all", "link profile: standard, zonal or all")
+	runs := fs.Int("runs", 3, "runs per row; the report shows medians")
+	size := fs.String("size", "256MiB", "object size (bytes, or with KiB/MiB/GiB)")
+	short := fs.Bool("short", false, "quick pass for CI: 32 MiB, 1 run, fewer random reads")
+	out := fs.String("out", "BENCHMARKS.md", "markdown report to write (\"\" for none)")
+	jsonPath := fs.String("json", "", "raw results as JSON to write (\"\" for none)")
+	only := fs.String("only", "", "keep rows whose pattern/strategy matches this regexp")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first run of the first row kept")
+	grpcConns := fs.Int("grpc-conns", 0, "gRPC channels of the MRD client (0: the storage package's default, 1)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c := &config{runs: *runs, short: *short, out: *out, json: *jsonPath, cpuprofile: *cpuprofile, grpcConns: *grpcConns}
+	if c.short && !set["runs"] {
+		c.runs = 1
+	}
+	if c.short && !set["size"] {
+		*size = "32MiB"
+	}
+	var err error
+	if c.size, err = parseSize(*size); err != nil || c.size < 64<<10 {
+		return nil, usageError{fmt.Errorf("bad -size %q: want at least 64KiB", *size)}
+	}
+	if c.runs < 1 {
+		return nil, usageError{fmt.Errorf("bad -runs %d", c.runs)}
+	}
+	for _, p := range profiles {
+		if *prof == "all" || *prof == p.Name {
+			c.profiles = append(c.profiles, p)
+		}
+	}
+	if len(c.profiles) == 0 {
+		return nil, usageError{fmt.Errorf("unknown -profile %q (want standard, zonal or all)", *prof)}
+	}
+	if *only != "" {
+		if c.only, err = regexp.Compile(*only); err != nil {
+			return nil, usageError{fmt.Errorf("bad -only: %w", err)}
+		}
+	}
+	return c, nil
+}
+
+// parseSize parses "123", "4KiB", "32MiB", "1GiB" (also K, M, G, KB, MB, GB
+// as powers of two).
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+// run is the whole program: it parses args, benchmarks every profile and
+// writes the reports. Progress goes to stdout.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	data := make([]byte, c.size)
+	rand.NewChaCha8([32]byte{'z', 'o', 'n', 'a', 'l'}).Read(data)
+	patterns := buildPatterns(data, c.short)
+	dst := make([]byte, maxUsed(patterns))
+	for i := range dst {
+		dst[i] = 0 // fault the pages in now, not in the first timed run
+	}
+	rep := &report{Machine: machineInfo(), Size: c.size, Runs: c.runs, Short: c.short, GRPCConns: max(1, c.grpcConns), Started: time.Now().UTC()}
+	for _, p := range patterns {
+		rep.Patterns = append(rep.Patterns, patternInfo{ID: p.id, Desc: p.desc, Reads: len(p.ops), Used: p.used})
+	}
+	prof := &cpuProfiler{path: c.cpuprofile}
+	defer prof.stop()
+	for _, pr := range c.profiles {
+		rep.Profiles = append(rep.Profiles, profileInfo(pr))
+		rows, err := benchProfile(ctx, c, pr, data, patterns, dst, prof, stdout)
+		rep.Rows = append(rep.Rows, rows...)
+		if err != nil {
+			return fmt.Errorf("profile %s: %w", pr.Name, err)
+		}
+	}
+	if err := prof.err(); err != nil {
+		return err
+	}
+	rep.Elapsed = time.Since(rep.Started).Round(time.Second).String()
+	if c.json != "" {
+		if err := writeJSON(c.json, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", c.json)
+	}
+	if c.out != "" {
+		if err := writeMarkdown(c.out, c.json, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", c.out)
+	}
+	return nil
+}
+
+// benchProfile runs every kept row of every pattern on one profile's
+// servers.
+func benchProfile(ctx context.Context, c *config, pr profile, data []byte, patterns []*pattern, dst []byte, prof *cpuProfiler, stdout io.Writer) ([]rowResult, error) {
+	e, err := startEnv(ctx, pr, data, c.grpcConns)
+	if err != nil {
+		return nil, err
+	}
+	var rows []rowResult
+	for _, p := range patterns {
+		for _, sid := range p.strategies {
+			s := strategyByID(sid)
+			if c.only != nil && !c.only.MatchString(p.id+"/"+s.id) {
+				continue
+			}
+			row := rowResult{Profile: pr.Name, Pattern: p.id, Strategy: s.id, Label: s.label, Backend: s.backend,
+				Reads: len(p.ops), Used: p.used}
+			for i := range c.runs {
+				if err := ctx.Err(); err != nil {
+					return rows, errors.Join(err, e.close())
+				}
+				r, err := measure(ctx, e, p, s, data, dst, prof)
+				if err != nil {
+					return rows, errors.Join(fmt.Errorf("%s/%s run %d: %w", p.id, s.id, i+1, err), e.close())
+				}
+				row.Runs = append(row.Runs, r)
+			}
+			row.summarize(pr.Shape.AggregateBandwidth)
+			rows = append(rows, row)
+			fmt.Fprintf(stdout, "%-8s %-12s %-21s %-8s %8.1f MiB/s %5.1f%% of cap  fetched/used %7.2f  p50 %s\n",
+				pr.Name, p.id, s.id, s.backend, row.MiBps, 100*row.RatioToCap, row.FetchedPerUsed, fmtDur(row.ReadP50))
+		}
+	}
+	return rows, e.close()
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"cloud.google.com/go/storage"
+	"gocloud.dev/blob"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testserver"
+)
+
+const (
+	bucketName = "bench"
+	objectName = "object.bin"
+	// readahead is the block size of fsspec's default cache (gcsfs's
+	// default_block_size): a miss fetches max(read, 5 MiB) from the read's
+	// offset.
+	readahead = 5 << 20
+)
+
+// env is one profile's servers and the clients every strategy reads
+// through. The three gcsfs filesystems share the gocloud bucket (and so
+// its HTTP connection pool); the storage.Reader baseline has its own.
+type env struct {
+	prof   profile
+	srv    *testserver.Server
+	client *storage.Client // HTTP (XML API reads), for the one-stream baseline
+	bucket *blob.Bucket    // gocloud gcsblob over HTTP
+	grpc   *storage.Client // gRPC with bidi reads, for the MRD backend
+
+	fsNoPrefetch, fsHTTP, fsMRD *gcsfs.FS
+}
+
+// startEnv starts shaped servers holding data as the benchmark object.
+// grpcConns > 0 dials the gRPC client with that many channels instead of
+// the storage package's default (one).
+func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *env, err error) {
+	e = &env{prof: pr}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, e.close())
+		}
+	}()
+	if e.srv, err = testserver.Start(&testserver.Options{Buckets: []string{bucketName}}); err != nil {
+		return e, err
+	}
+	if _, err = e.srv.PutObject(bucketName, objectName, data); err != nil {
+		return e, err
+	}
+	if e.client, err = e.srv.HTTPClient(ctx); err != nil {
+		return e, err
+	}
+	if e.bucket, err = e.srv.OpenBucket(ctx, bucketName); err != nil {
+		return e, err
+	}
+	if e.grpc, err = dialGRPC(ctx, e.srv, grpcConns); err != nil {
+		return e, err
+	}
+	newFS := func(o gcsfs.Options) (*gcsfs.FS, error) {
+		o.BucketName = bucketName
+		return gcsfs.New(ctx, e.bucket, &o)
+	}
+	if e.fsNoPrefetch, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOff, DisablePrefetch: true}); err != nil {
+		return e, err
+	}
+	if e.fsHTTP, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOff}); err != nil {
+		return e, err
+	}
+	if e.fsMRD, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc}); err != nil {
+		return e, err
+	}
+	// The gRPC fake keeps its own copy of an object, made on first use:
+	// make it now, unshaped, so no timed run pays for it.
+	f, err := e.fsMRD.OpenContext(ctx, objectName)
+	if err != nil {
+		return e, err
+	}
+	var one [1]byte
+	_, err = f.ReadAt(one[:], 0)
+	if err = errors.Join(err, f.Close()); err != nil {
+		return e, fmt.Errorf("warm-up read over gRPC: %w", err)
+	}
+	e.srv.HTTP.SetShape(pr.Shape)
+	e.srv.GRPC.SetShape(pr.Shape)
+	return e, nil
+}
+
+// dialGRPC returns testserver's gRPC client, or with conns > 0 the same
+// client over a pool of conns channels (HTTP/2 connections).
+func dialGRPC(ctx context.Context, srv *testserver.Server, conns int) (*storage.Client, error) {
+	if conns <= 0 {
+		return srv.GRPCClient(ctx)
+	}
+	return storage.NewGRPCClient(ctx,
+		option.WithEndpoint(srv.GRPCAddr()),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithoutAuthentication(),
+		option.WithGRPCConnectionPool(conns),
+		storage.WithDisabledClientMetrics(),
+		storage.WithGRPCBidiReads(),
+	)
+}
+
+func (e *env) close() error {
+	var errs []error
+	for _, f := range []*gcsfs.FS{e.fsNoPrefetch, e.fsHTTP, e.fsMRD} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	if e.grpc != nil {
+		errs = append(errs, e.grpc.Close())
+	}
+	if e.client != nil {
+		errs = append(errs, e.client.Close())
+	}
+	if e.bucket != nil {
+		errs = append(errs, e.bucket.Close())
+	}
+	if e.srv != nil {
+		errs = append(errs, e.srv.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// session is one strategy's open object. read returns len(dst) bytes of
+// the object at off: in dst, or in a buffer the strategy allocated.
+type session interface {
+	read(ctx context.Context, dst []byte, off int64) ([]byte, error)
+	close() error
+}
+
+// strategy is a way of reading the object.
+type strategy struct {
+	id, label, backend string
+	open               func(ctx context.Context, e *env) (session, error)
+	fsys               func(e *env) *gcsfs.FS // the gcsfs FS used, if any
+}
+
+var strategies = []*strategy{
+	{id: "one-stream", label: "one storage.Reader stream (reopened at each seek)", backend: "HTTP",
+		open: func(_ context.Context, e *env) (session, error) {
+			return &streamSession{obj: e.client.Bucket(bucketName).Object(objectName)}, nil
+		}},
+	{id: "readahead-5MiB", label: "gocloud NewRangeReader + 5 MiB readahead (fsspec-like)", backend: "HTTP",
+		open: func(ctx context.Context, e *env) (session, error) {
+			a, err := e.bucket.Attributes(ctx, objectName)
+			if err != nil {
+				return nil, err
+			}
+			return &readaheadSession{b: e.bucket, size: a.Size}, nil
+		}},
+	fileStrategy("zonalread-noprefetch", "zonalread, prefetch off", "HTTP", func(e *env) *gcsfs.FS { return e.fsNoPrefetch }),
+	fileStrategy("zonalread-http", "zonalread, prefetch on", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
+	fileStrategy("zonalread-mrd", "zonalread, prefetch on", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRD }),
+	readFileStrategy("readfile-http", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
+	readFileStrategy("readfile-mrd", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRD }),
+}
+
+func strategyByID(id string) *strategy {
+	for _, s := range strategies {
+		if s.id == id {
+			return s
+		}
+	}
+	panic("zonalbench: no strategy " + id)
+}
+
+// streamSession is one storage.Reader from the read offset to the end of
+// the object; a read anywhere else closes it and opens another there (what
+// a naive io.ReadSeeker over a stream does). Read sequentially, it is the
+// plain one-stream download.
+type streamSession struct {
+	obj *storage.ObjectHandle
+	r   *storage.Reader
+	pos int64
+}
+
+func (s *streamSession) read(ctx context.Context, dst []byte, off int64) ([]byte, error) {
+	if s.r == nil || off != s.pos {
+		if s.r != nil {
+			s.r.Close() // abandoned mid-body: the connection goes with it
+		}
+		r, err := s.obj.NewRangeReader(ctx, off, -1)
+		if err != nil {
+			s.r = nil
+			return nil, err
+		}
+		s.r, s.pos = r, off
+	}
+	n, err := io.ReadFull(s.r, dst)
+	s.pos += int64(n)
+	return dst, err
+}
+
+func (s *streamSession) close() error {
+	if s.r == nil {
+		return nil
+	}
+	return s.r.Close()
+}
+
+// readaheadSession is fsspec's default ("readahead") cache over gocloud
+// ranged reads: it holds one block; a read inside it is a copy, any other
+// read fetches max(read, 5 MiB) bytes from its offset with one
+// NewRangeReader and replaces the block.
+type readaheadSession struct {
+	b     *blob.Bucket
+	size  int64
+	block []byte
+	start int64
+}
+
+func (s *readaheadSession) read(ctx context.Context, dst []byte, off int64) ([]byte, error) {
+	n := int64(len(dst))
+	if off < s.start || off+n > s.start+int64(len(s.block)) {
+		want := min(max(n, readahead), s.size-off)
+		if int64(cap(s.block)) < want {
+			s.block = make([]byte, want)
+		}
+		s.block = s.block[:want]
+		r, err := s.b.NewRangeReader(ctx, objectName, off, want, nil)
+		if err != nil {
+			s.block = s.block[:0]
+			return nil, err
+		}
+		_, err = io.ReadFull(r, s.block)
+		if err = errors.Join(err, r.Close()); err != nil {
+			s.block = s.block[:0]
+			return nil, err
+		}
+		s.start = off
+	}
+	copy(dst, s.block[off-s.start:])
+	return dst, nil
+}
+
+func (s *readaheadSession) close() error { return nil }
+
+// fileSession reads through a gcsfs File as an io.ReadSeeker: Seek when
+// the read is not where the last one ended, then Read.
+type fileSession struct {
+	f   *gcsfs.File
+	pos int64
+}
+
+func fileStrategy(id, label, backend string, fsys func(*env) *gcsfs.FS) *strategy {
+	return &strategy{id: id, label: label, backend: backend, fsys: fsys,
+		open: func(ctx context.Context, e *env) (session, error) {
+			f, err := fsys(e).OpenContext(ctx, objectName)
+			if err != nil {
+				return nil, err
+			}
+			return &fileSession{f: f}, nil
+		}}
+}
+
+func (s *fileSession) read(_ context.Context, dst []byte, off int64) ([]byte, error) {
+	if off != s.pos {
+		if _, err := s.f.Seek(off, io.SeekStart); err != nil {
+			return nil, err
+		}
+	}
+	n, err := io.ReadFull(s.f, dst)
+	s.pos = off + int64(n)
+	return dst, err
+}
+
+func (s *fileSession) close() error { return s.f.Close() }
+
+// readFileSession is gcsfs ReadFile: one buffer of the object's size,
+// filled by Concurrency ranges fetched in parallel.
+type readFileSession struct{ fsys *gcsfs.FS }
+
+func readFileStrategy(id, backend string, fsys func(*env) *gcsfs.FS) *strategy {
+	return &strategy{id: id, label: "zonalread ReadFile (parallel ranges)", backend: backend, fsys: fsys,
+		open: func(_ context.Context, e *env) (session, error) { return readFileSession{fsys(e)}, nil }}
+}
+
+func (s readFileSession) read(ctx context.Context, dst []byte, off int64) ([]byte, error) {
+	data, err := s.fsys.ReadFileContext(ctx, objectName)
+	if err != nil {
+		return nil, err
+	}
+	if off != 0 || len(data) != len(dst) {
+		return nil, fmt.Errorf("ReadFile returned %d bytes, want %d from offset %d", len(data), len(dst), off)
+	}
+	return data, nil
+}
+
+func (readFileSession) close() error { return nil }

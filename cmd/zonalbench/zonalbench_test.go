@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zonalread/zonalread/internal/leaktest"
+)
+
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+
+// The short mode on a tiny object produces both reports with every row of
+// every profile, and keeps the notes of an existing report. No assertions
+// on times.
+func TestShortRun(t *testing.T) {
+	dir := t.TempDir()
+	md, js := filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "out", "results.json")
+	old := "# old\n" + notesBegin + "\nhand-written analysis\n" + notesEnd + "\n"
+	if err := os.WriteFile(md, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-short", "-size", "4MiB", "-out", md, "-json", js}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("results JSON: %v", err)
+	}
+	if !rep.Short || rep.Size != 4<<20 || rep.Runs != 1 || len(rep.Profiles) != len(profiles) {
+		t.Fatalf("report header: short %v, size %d, runs %d, %d profiles", rep.Short, rep.Size, rep.Runs, len(rep.Profiles))
+	}
+	rows := map[string]rowResult{}
+	for _, r := range rep.Rows {
+		rows[r.Profile+"/"+r.Pattern+"/"+r.Strategy] = r
+	}
+	mdText, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(mdText)
+	data := make([]byte, 4<<20)
+	want := 0
+	for _, pr := range profiles {
+		if !strings.Contains(text, "## Results: `"+pr.Name+"`") {
+			t.Errorf("markdown has no results section for %s", pr.Name)
+		}
+		for _, p := range buildPatterns(data, true) {
+			for _, sid := range p.strategies {
+				want++
+				key := pr.Name + "/" + p.id + "/" + sid
+				r, ok := rows[key]
+				switch {
+				case !ok:
+					t.Errorf("JSON has no row %s", key)
+					continue
+				case !r.Verified || len(r.Runs) != 1 || r.Used != p.used || r.Runs[0].ServerBytes <= 0:
+					t.Errorf("row %s: verified %v, %d runs, used %d (want %d), server bytes %v", key, r.Verified, len(r.Runs), r.Used, p.used, r.Runs)
+				}
+				s := strategyByID(sid)
+				if line := "| " + p.id + " | " + s.label + " | " + s.backend + " |"; strings.Count(text, line) != len(profiles) {
+					t.Errorf("markdown has %d rows %q, want one per profile", strings.Count(text, line), line)
+				}
+			}
+		}
+	}
+	if len(rep.Rows) != want {
+		t.Errorf("%d rows, want %d", len(rep.Rows), want)
+	}
+	for _, s := range []string{"**Machine:**", "## Link profiles", "**Target:**", "hand-written analysis", "results.json"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("markdown lacks %q", s)
+		}
+	}
+}
+
+// A strategy that returns wrong bytes fails loudly, naming the read.
+func TestVerifyMismatch(t *testing.T) {
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	p := buildPatterns(data, true)[0]
+	got := make([][]byte, len(p.ops))
+	for i, o := range p.ops {
+		got[i] = bytes.Clone(data[o.off : o.off+o.n])
+	}
+	if err := verify(p, got, data); err != nil {
+		t.Fatalf("verify of the right bytes: %v", err)
+	}
+	got[2][5] ^= 1
+	err := verify(p, got, data)
+	if err == nil || !strings.Contains(err.Error(), "BYTES MISMATCH") || !strings.Contains(err.Error(), "read 3 ") {
+		t.Fatalf("verify of a flipped byte: %v", err)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, args := range [][]string{{"-profile", "nope"}, {"-size", "12x"}, {"-runs", "0"}, {"-only", "("}, {"extra"}} {
+		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parseFlags(%q) succeeded", args)
+		}
+	}
+	c, err := parseFlags([]string{"-short", "-profile", "zonal"}, &bytes.Buffer{})
+	if err != nil || c.size != 32<<20 || c.runs != 1 || len(c.profiles) != 1 || c.profiles[0].Name != "zonal" {
+		t.Fatalf("parseFlags(-short -profile zonal) = %+v, %v", c, err)
+	}
+	if n, err := parseSize("256MiB"); err != nil || n != 256<<20 {
+		t.Fatalf("parseSize(256MiB) = %d, %v", n, err)
+	}
+}
