@@ -74,21 +74,29 @@ func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, pathErr("open", name, err)
 	}
+	poolOpts := &mrdpool.Options{PoolSize: f.opts.PoolSize, Retries: f.opts.Retries}
+	if f.zonal {
+		// The first multi-range downloader's open returns the object's
+		// size and generation: it is the stat, and the first read then
+		// costs no extra round trip.
+		pool := mrdpool.New(mrdpool.NewMRDBackend(f.grpc, f.name, name, nil), poolOpts)
+		info, err := pool.Info(ctx)
+		if err != nil {
+			pool.Close()
+			return nil, pathErr("open", name, err)
+		}
+		return f.newFile(name, info, pool)
+	}
 	info, err := mrdpool.StatBlob(ctx, f.bucket, name)
 	if err != nil {
 		return nil, pathErr("open", name, err)
 	}
-	return f.newFile(name, info)
+	poolOpts.Info = &info
+	return f.newFile(name, info, mrdpool.New(mrdpool.NewBlobBackend(f.bucket, name, &info), poolOpts))
 }
 
-func (f *FS) newFile(name string, info mrdpool.ObjectInfo) (*File, error) {
-	var backend mrdpool.Backend
-	if f.zonal {
-		backend = mrdpool.NewMRDBackend(f.grpc, f.name, name, &info)
-	} else {
-		backend = mrdpool.NewBlobBackend(f.bucket, name, &info)
-	}
-	pool := mrdpool.New(backend, &mrdpool.Options{PoolSize: f.opts.PoolSize, Retries: f.opts.Retries, Info: &info})
+// newFile wraps an open pool in a File with its prefetch engine.
+func (f *FS) newFile(name string, info mrdpool.ObjectInfo, pool *mrdpool.Pool) (*File, error) {
 	engine := prefetch.New(pool, info.Size, &prefetch.Options{
 		BlockSize:   f.opts.BlockSize,
 		MaxPrefetch: f.opts.MaxPrefetch,
