@@ -230,8 +230,11 @@ func TestMRDBrokenDownloaderReplaced(t *testing.T) {
 	if f := r.srv.GRPC.Stats().Faults[testserver.FaultFatal]; f != 1 {
 		t.Fatalf("fatal faults injected: %d", f)
 	}
+	// The MRD turns permanently broken a moment after it fails the range,
+	// so the first retry may still meet it (and fail at once): one or two
+	// retries, one replacement.
 	ps := p.Stats()
-	if ps.Replaced != 1 || ps.Opened != 2 || ps.Retries != 1 {
+	if ps.Replaced != 1 || ps.Opened != 2 || ps.Retries < 1 || ps.Retries > 2 {
 		t.Fatalf("pool stats %+v: want one downloader replaced and the range resumed", ps)
 	}
 	// Resumed, not restarted: the server sent the range about once.
