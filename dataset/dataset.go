@@ -29,6 +29,7 @@ import (
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 )
 
 // MetadataFetch says how the executor resolves file footers.
@@ -142,6 +143,27 @@ type Dataset struct {
 	schemaOnce sync.Once
 	schema     *arrow.Schema
 	schemaErr  error
+
+	footers *footerCache // shared by the datasets derived from one ReadParquet
+}
+
+// footerCache keeps parsed footers by file name, so later executions (the
+// epochs of a split, a second Iter) open files without reading them again.
+type footerCache struct {
+	mu sync.Mutex
+	m  map[string]*metadata.FileMetaData
+}
+
+func (c *footerCache) get(name string) *metadata.FileMetaData {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[name]
+}
+
+func (c *footerCache) put(name string, md *metadata.FileMetaData) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[name] = md
 }
 
 // ReadParquet plans a read of the files of fsys matching pattern
@@ -163,7 +185,7 @@ func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
 	slices.Sort(regular)
-	return &Dataset{fsys: fsys, files: regular, opts: opts.normalize()}, nil
+	return &Dataset{fsys: fsys, files: regular, opts: opts.normalize(), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}, nil
 }
 
 // Files returns the files the dataset reads, sorted.
@@ -196,5 +218,5 @@ func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) {
 }
 
 func (d *Dataset) with(op *operator) *Dataset {
-	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op)}
+	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers}
 }

@@ -337,10 +337,13 @@ func (l *loop) fetchFooter(i int) footerResult {
 	if err != nil {
 		return footerResult{idx: i, err: fmt.Errorf("dataset: open %s: %w", l.d.files[i], err)}
 	}
-	md, err := readFooter(l.readCtx, src)
-	if err != nil {
-		src.c.Close()
-		return footerResult{idx: i, err: err}
+	md := l.d.footers.get(src.cacheKey())
+	if md == nil {
+		if md, err = readFooter(l.readCtx, src); err != nil {
+			src.c.Close()
+			return footerResult{idx: i, err: err}
+		}
+		l.d.footers.put(src.cacheKey(), md)
 	}
 	f, err := resolve(src, md, l.opts.Columns)
 	if err != nil {

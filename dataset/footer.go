@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"time"
 
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 )
@@ -27,6 +28,7 @@ type readerAtContext interface {
 type source struct {
 	name string
 	size int64
+	mod  time.Time
 	r    io.ReaderAt
 	c    io.Closer
 }
@@ -46,7 +48,7 @@ func openSource(fsys fs.FS, name string) (*source, error) {
 		f.Close()
 		return nil, err
 	}
-	return &source{name: name, size: st.Size(), r: ra, c: f}, nil
+	return &source{name: name, size: st.Size(), mod: st.ModTime(), r: ra, c: f}, nil
 }
 
 func (s *source) readAt(ctx context.Context, p []byte, off int64) error {
@@ -114,3 +116,7 @@ func parseFooter(b []byte) (md *metadata.FileMetaData, err error) {
 	}()
 	return metadata.NewFileMetaData(b, nil)
 }
+
+// cacheKey names one version of a file: a footer cached under it is only
+// reused for the same size and modification time.
+func (s *source) cacheKey() string { return fmt.Sprintf("%s\x00%d\x00%d", s.name, s.size, s.mod.UnixNano()) }

@@ -186,3 +186,21 @@ func TestSplitSchemaReadsOnlyFooter(t *testing.T) {
 		t.Fatalf("Schema read %d bytes: more than one footer read", n)
 	}
 }
+
+// A second execution (an epoch) reuses the parsed footers: it reads only
+// column-chunk bytes.
+func TestFootersParsedOnce(t *testing.T) {
+	fsys, _ := memFS(t, threeFiles(t))
+	cfs := &countingFS{FS: fsys}
+	ds, err := ReadParquet(cfs, "d/*.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	collect(t, ds.Iter(context.Background()))
+	cfs.bytes.Store(0)
+	it := ds.Select("id").Iter(context.Background())
+	collect(t, it)
+	if got, chunks := cfs.bytes.Load(), it.Stats().FetchedBytes; got != chunks {
+		t.Fatalf("second execution read %d bytes, %d of them column chunks", got, chunks)
+	}
+}
