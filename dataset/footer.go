@@ -119,4 +119,6 @@ func parseFooter(b []byte) (md *metadata.FileMetaData, err error) {
 
 // cacheKey names one version of a file: a footer cached under it is only
 // reused for the same size and modification time.
-func (s *source) cacheKey() string { return fmt.Sprintf("%s\x00%d\x00%d", s.name, s.size, s.mod.UnixNano()) }
+func (s *source) cacheKey() string {
+	return fmt.Sprintf("%s\x00%d\x00%d", s.name, s.size, s.mod.UnixNano())
+}
