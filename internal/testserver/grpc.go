@@ -520,10 +520,13 @@ func (b *bidiStream) run(ss grpc.ServerStream, first protoreflect.Message) error
 	for !halfClosed || active > 0 {
 		select {
 		case m := <-b.out:
+			// Counted before the send: once sent, the client may finish
+			// and read the counters before this goroutine runs again.
+			b.g.ep.c.bytes.Add(m.n)
 			if err := ss.SendMsg(m.msg); err != nil {
+				b.g.ep.c.bytes.Add(-m.n)
 				return err
 			}
-			b.g.ep.c.bytes.Add(m.n)
 		case <-b.rangeDone:
 			active--
 		case m := <-reqs:

@@ -289,10 +289,15 @@ func (w *shapedWriter) Write(p []byte) (int, error) {
 		if err := w.st.send(w.ctx, k); err != nil {
 			return n, err
 		}
+		// Counted before the write: once written, the client may finish
+		// and read the counters before this goroutine runs again.
+		w.h.ep.c.bytes.Add(int64(k))
 		m, err := w.rw.Write(p[n : n+k])
+		if m < k {
+			w.h.ep.c.bytes.Add(int64(m - k))
+		}
 		n += m
 		w.sent += int64(m)
-		w.h.ep.c.bytes.Add(int64(m))
 		if err != nil {
 			return n, err
 		}
