@@ -143,10 +143,12 @@ func TestMetadataFetchThreadedVsInline(t *testing.T) {
 		<-g.reached
 		atHold := it.Stats().LoopIterations
 		if mode == Threaded {
-			// All of a.parquet arrives while b's footer is held.
+			// All of a.parquet arrives while b's footer is held: the loop
+			// went round for each task result and each hand-over (at least
+			// 6 iterations) with that footer still pending.
 			waitFor(t, "a.parquet's blocks", func() bool { return delivered.Load() == 3 })
-			if n := it.Stats().LoopIterations; n <= atHold {
-				t.Fatalf("threaded: loop did not iterate while the footer was held (%d -> %d)", atHold, n)
+			if s := it.Stats(); s.FootersPending != 1 || s.LoopIterations < 6 {
+				t.Fatalf("threaded: %d loop iterations, %d footers pending while b's footer was held", s.LoopIterations, s.FootersPending)
 			}
 		} else {
 			// The loop is inside the held read: its count cannot move.
