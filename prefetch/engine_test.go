@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -281,7 +282,7 @@ func TestContextCancelWhileWaiting(t *testing.T) {
 		errc <- err
 	}()
 	for m.requests.Load() == 0 {
-		runtimeGosched()
+		runtime.Gosched()
 	}
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {

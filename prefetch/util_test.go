@@ -1,5 +1,0 @@
-package prefetch
-
-import "runtime"
-
-func runtimeGosched() { runtime.Gosched() }
