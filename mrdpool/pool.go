@@ -147,8 +147,8 @@ func (p *Pool) Stats() Stats {
 	}
 }
 
-// Open returns the number of downloaders open now.
-func (p *Pool) Open() int {
+// Downloaders returns the number of downloaders open now.
+func (p *Pool) Downloaders() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.all)
