@@ -47,6 +47,7 @@ const (
 	Inline
 )
 
+// String returns "threaded", "inline" or "default".
 func (m MetadataFetch) String() string {
 	switch m {
 	case Threaded:

@@ -19,6 +19,7 @@ const (
 	ZonalOff
 )
 
+// String returns "auto", "on" or "off".
 func (z Zonal) String() string {
 	switch z {
 	case ZonalOn:

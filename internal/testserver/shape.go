@@ -68,6 +68,7 @@ const (
 	lastFault = FaultCorrupt
 )
 
+// String names the fault kind, as Stats.Faults keys print.
 func (k FaultKind) String() string {
 	switch k {
 	case Fault503:
