@@ -158,7 +158,7 @@ func (f *FS) ReadFileContext(ctx context.Context, name string) ([]byte, error) {
 	}
 	defer file.Close()
 	buf := make([]byte, file.info.Size)
-	if err := file.fetchParallel(ctx, buf, 0); err != nil {
+	if err := file.engine.ReadDirect(ctx, buf, 0); err != nil {
 		return nil, file.wrap("read", err)
 	}
 	return buf, nil

@@ -7,10 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/zonalread/zonalread/mrdpool"
 	"github.com/zonalread/zonalread/prefetch"
@@ -25,8 +22,6 @@ type File struct {
 	info   mrdpool.ObjectInfo
 	pool   *mrdpool.Pool
 	engine *prefetch.Engine
-
-	whole atomic.Int64 // bytes read by ReadFile and WriteTo, past the engine
 
 	mu     sync.Mutex // guards off and closed
 	off    int64
@@ -135,9 +130,8 @@ func (fl *File) Stat() (fs.FileInfo, error) {
 // Stats returns the file's read counters.
 func (fl *File) Stats() Stats {
 	e, p := fl.engine.Stats(), fl.pool.Stats()
-	w := fl.whole.Load()
 	return Stats{
-		Asked: e.Asked + w, Fetched: e.Fetched + w, Prefetched: e.Prefetched, Served: e.Served,
+		Asked: e.Asked, Fetched: e.Fetched, Prefetched: e.Prefetched, Served: e.Served,
 		Wasted: e.Wasted, Requests: p.Ranges, Waits: e.Waits,
 		Downloaders: p.Opened, Replaced: p.Replaced, Retries: p.Retries,
 	}
@@ -298,7 +292,7 @@ func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int6
 				windows <- filled{err: err}
 				return
 			}
-			err = fl.fetchParallel(ctx, b.Bytes(), pos)
+			err = fl.engine.ReadDirect(ctx, b.Bytes(), pos)
 			select {
 			case windows <- filled{buf: b.Bytes(), done: b.Release, err: err}:
 			case <-ctx.Done():
@@ -329,34 +323,6 @@ func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int6
 		}
 	}
 	return written, werr
-}
-
-// fetchParallel fills p from off in Concurrency ranges fetched in parallel
-// straight into p.
-func (fl *File) fetchParallel(ctx context.Context, p []byte, off int64) error {
-	o := fl.fsys.opts
-	n := int64(len(p))
-	fl.whole.Add(n)
-	k := min(int64(o.Concurrency), max(1, n/o.MinPartSize))
-	g, gctx := errgroup.WithContext(ctx)
-	var start int64
-	for i := range k {
-		size := n / k
-		if i < n%k {
-			size++
-		}
-		s := start
-		g.Go(func() error {
-			_, err := fl.pool.ReadAt(gctx, p[s:s+size], off+s)
-			return err
-		})
-		start += size
-	}
-	err := g.Wait()
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
 }
 
 // Close implements fs.File: it cancels prefetches, closes the file's

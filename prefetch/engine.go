@@ -372,12 +372,34 @@ func (e *Engine) serve(ctx context.Context, rp *readPlan, p []byte, off int64) e
 	if len(direct) == 0 {
 		return nil
 	}
+	return e.fetchDirect(ctx, p, off, direct)
+}
+
+// ReadDirect fills p with the object's bytes at off, fetched in Concurrency
+// parts in parallel straight into p, bypassing the prefetch window and the
+// sequential-read detection: for callers that know they read a whole range
+// (ReadFile, WriteTo). The range must lie inside the object. It counts in
+// Stats as asked and fetched bytes.
+func (e *Engine) ReadDirect(ctx context.Context, p []byte, off int64) error {
+	if off < 0 || off+int64(len(p)) > e.size {
+		return fmt.Errorf("prefetch: range [%d, %d) outside the %d-byte object: %w", off, off+int64(len(p)), e.size, fs.ErrInvalid)
+	}
+	if e.isClosed() {
+		return errClosed()
+	}
+	e.asked.Add(int64(len(p)))
+	return e.fetchDirect(ctx, p, off, []piece{{off: off, n: int64(len(p))}})
+}
+
+// fetchDirect fetches pieces of the read at off into p, each split into
+// Concurrency parts fetched in parallel. Close interrupts it.
+func (e *Engine) fetchDirect(ctx context.Context, p []byte, off int64, pieces []piece) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(e.ctx, cancel) // Close interrupts direct fetches too
+	stop := context.AfterFunc(e.ctx, cancel)
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
-	for _, pc := range direct {
+	for _, pc := range pieces {
 		for _, pt := range splitParts(pc.n, e.opts.Concurrency, e.opts.MinPartSize) {
 			g.Go(func() error {
 				o := pc.off + pt.off

@@ -374,3 +374,28 @@ func TestSplitParts(t *testing.T) {
 		}
 	}
 }
+
+// ReadDirect splits a whole range into Concurrency parts and leaves the
+// detector alone: a following read at 0 is still the first of a run.
+func TestReadDirect(t *testing.T) {
+	m := newMem(2 * MiB)
+	e := New(m, int64(len(m.data)), &smallOpts)
+	defer e.Close()
+	buf := make([]byte, MiB)
+	if err := e.ReadDirect(context.Background(), buf, MiB); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, m.data[MiB:]) {
+		t.Fatal("mismatch")
+	}
+	if s := e.Stats(); s.Requests != int64(smallOpts.Concurrency) || s.Asked != MiB || s.Fetched != MiB || e.det.Streak() != 0 {
+		t.Fatalf("stats %+v, streak %d", s, e.det.Streak())
+	}
+	if err := e.ReadDirect(context.Background(), buf, MiB+1); !errors.Is(err, fs.ErrInvalid) {
+		t.Fatalf("range past the end = %v", err)
+	}
+	e.Close()
+	if err := e.ReadDirect(context.Background(), buf, 0); !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("after Close = %v", err)
+	}
+}
