@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test test-short lint bench bench-short demo soak
+.PHONY: all test test-short flake lint bench bench-short demo soak
 
 all: lint test
 
@@ -13,6 +13,11 @@ test:
 ## test-short: skip the slower end-to-end tests.
 test-short:
 	$(GO) test -race -short -count=1 $(PKGS)
+
+## flake: the whole suite five times with the race detector; run it before
+## submitting any change that touches concurrency (-short skips nothing CI runs).
+flake:
+	$(GO) test -race -count=5 -timeout 60m $(PKGS)
 
 ## lint: gofmt must print nothing; go vet must pass.
 lint:
