@@ -381,3 +381,22 @@ func BenchmarkPool(b *testing.B) {
 		})
 	}
 }
+
+// A server that stops sending mid-range: the range fails with ErrStalled
+// within the stall timeout on both backends, the stalled downloader is
+// replaced, and once the server answers again the next read is whole.
+func TestBackendStallReplacesDownloader(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend, r *rig) {
+		b.ep(r).AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 64 << 10, Times: 1})
+		p := mrdpool.New(b.make(r), &mrdpool.Options{StallTimeout: 300 * time.Millisecond, PoolSize: 1})
+		defer p.Close()
+		_, err := p.ReadAt(context.Background(), make([]byte, 1<<20), 0)
+		if !errors.Is(err, mrdpool.ErrStalled) {
+			t.Fatalf("read of a stalled range: err = %v, want ErrStalled", err)
+		}
+		if s := p.Stats(); s.Replaced != 1 {
+			t.Fatalf("stats %+v: want the stalled downloader replaced", s)
+		}
+		checkRange(t, r, p, 0, 1<<20)
+	})
+}

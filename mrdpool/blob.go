@@ -24,6 +24,7 @@ import (
 type BlobBackend struct {
 	bucket *blob.Bucket
 	key    string
+	retry  []storage.RetryOption
 
 	mu   sync.Mutex
 	info *ObjectInfo
@@ -38,6 +39,15 @@ func NewBlobBackend(bucket *blob.Bucket, key string, info *ObjectInfo) *BlobBack
 		i := *info
 		b.info = &i
 	}
+	return b
+}
+
+// WithRetry sets the storage client's retry options for this object's
+// ranged reads on GCS (ObjectHandle.Retryer), e.g. RetryOptions: they bound
+// how long a read retries an unreachable server. Call it before the first
+// Open. It returns b.
+func (b *BlobBackend) WithRetry(opts ...storage.RetryOption) *BlobBackend {
+	b.retry = opts
 	return b
 }
 
@@ -131,8 +141,14 @@ func (d *blobDownloader) read(ctx context.Context, w io.Writer, off, n int64) er
 	gen := d.info.Generation
 	opts := &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
 		var obj **storage.ObjectHandle
-		if gen != 0 && as(&obj) {
+		if !as(&obj) {
+			return nil
+		}
+		if gen != 0 {
 			*obj = (*obj).Generation(gen)
+		}
+		if len(d.b.retry) > 0 {
+			*obj = (*obj).Retryer(d.b.retry...)
 		}
 		return nil
 	}}

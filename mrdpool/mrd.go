@@ -25,6 +25,7 @@ type MRDBackend struct {
 	client         *storage.Client
 	bucket, object string
 	opts           []storage.MRDOption
+	retry          []storage.RetryOption
 
 	mu     sync.Mutex
 	info   *ObjectInfo
@@ -42,6 +43,15 @@ func NewMRDBackend(client *storage.Client, bucket, object string, info *ObjectIn
 	return b
 }
 
+// WithRetry sets the storage client's retry options for this object's
+// downloaders (ObjectHandle.Retryer), e.g. RetryOptions: they bound how
+// long an MRD retries opening and reconnecting its streams. Call it before
+// the first Open. It returns b.
+func (b *MRDBackend) WithRetry(opts ...storage.RetryOption) *MRDBackend {
+	b.retry = opts
+	return b
+}
+
 // Shareable implements Backend: one MRD stream carries many ranges.
 func (b *MRDBackend) Shareable() bool { return true }
 
@@ -51,6 +61,9 @@ func (b *MRDBackend) Shareable() bool { return true }
 func (b *MRDBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 	b.mu.Lock()
 	obj := b.client.Bucket(b.bucket).Object(b.object)
+	if len(b.retry) > 0 {
+		obj = obj.Retryer(b.retry...)
+	}
 	var pinned ObjectInfo
 	if b.info != nil {
 		pinned = *b.info

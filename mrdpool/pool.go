@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,18 @@ type Options struct {
 	// Info, when set, is the object's pinned info, known from an earlier
 	// stat; the pool then checks every open against it.
 	Info *ObjectInfo
+	// StallTimeout bounds every wait on the server: a range that receives
+	// no byte for this long, or an open that does not answer, fails with
+	// an error wrapping ErrStalled, and its downloader is replaced. Retries
+	// of a range stop once no byte has arrived for this long. Default
+	// DefaultStallTimeout; negative means no bound.
+	StallTimeout time.Duration
+	// Logger receives retries, stalls, replaced downloaders and give-ups
+	// (Debug and Warn), with the object's name, offset and attempt. nil
+	// means silent.
+	Logger *slog.Logger
+	// Object names the object in log records and errors.
+	Object string
 }
 
 func (o *Options) normalize() Options {
@@ -87,6 +100,12 @@ func (o *Options) normalize() Options {
 	}
 	if r.RetryBackoff <= 0 {
 		r.RetryBackoff = 10 * time.Millisecond
+	}
+	if r.StallTimeout == 0 {
+		r.StallTimeout = DefaultStallTimeout
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
 	}
 	return r
 }
@@ -126,7 +145,18 @@ type Pool struct {
 
 type entry struct {
 	d     Downloader
-	users int // leases out on it: its owner and any sharers
+	users int           // leases out on it: its owner and any sharers
+	gone  chan struct{} // closed when the pool drops it (broken, stalled, closed)
+}
+
+// broken reports whether the downloader must not be handed out again.
+func (e *entry) broken() bool {
+	select {
+	case <-e.gone:
+		return true
+	default:
+	}
+	return e.d.Err() != nil
 }
 
 // New returns a pool over backend. It does no I/O.
@@ -229,7 +259,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 		for len(p.free) > 0 {
 			e := p.free[len(p.free)-1]
 			p.free = p.free[:len(p.free)-1]
-			if e.d.Err() != nil {
+			if e.broken() {
 				p.dropLocked(e)
 				broken = append(broken, e)
 				continue
@@ -252,7 +282,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 			for range len(p.all) {
 				e := p.all[p.rr%len(p.all)]
 				p.rr++
-				if e.d.Err() == nil {
+				if !e.broken() {
 					e.users++
 					p.mu.Unlock()
 					p.closeBroken(broken)
@@ -276,14 +306,21 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 	}
 }
 
-// open opens a downloader for a caller counted in p.opening.
+// open opens a downloader for a caller counted in p.opening. The open is
+// bounded by the stall timeout.
 func (p *Pool) open(ctx context.Context) (*Lease, error) {
-	d, info, err := p.backend.Open(ctx)
+	octx, cancel := WithStallTimeout(ctx, p.opts.StallTimeout)
+	d, info, err := p.backend.Open(octx)
+	err = WrapStalled(octx, err, "open "+p.opts.Object)
+	cancel()
 	p.mu.Lock()
 	p.opening--
 	p.notifyLocked()
 	if err != nil {
 		p.mu.Unlock()
+		if errors.Is(err, ErrStalled) {
+			p.opts.Logger.Warn("mrdpool: open stalled", "object", p.opts.Object, "err", err)
+		}
 		return nil, err
 	}
 	if p.closed {
@@ -300,7 +337,7 @@ func (p *Pool) open(ctx context.Context) (*Lease, error) {
 	if !p.pinned {
 		p.info, p.pinned = info, true
 	}
-	e := &entry{d: d, users: 1}
+	e := &entry{d: d, users: 1, gone: make(chan struct{})}
 	p.all = append(p.all, e)
 	p.mu.Unlock()
 	p.opened.Add(1)
@@ -312,7 +349,7 @@ func (p *Pool) release(l *Lease) {
 	l.e.users--
 	var broken []*entry
 	if l.owner && !p.closed && p.contains(l.e) {
-		if l.e.d.Err() != nil {
+		if l.e.broken() {
 			p.dropLocked(l.e)
 			broken = append(broken, l.e)
 		} else {
@@ -334,16 +371,47 @@ func (p *Pool) contains(e *entry) bool {
 }
 
 // dropLocked removes a broken downloader from the pool; the caller closes it
-// after letting go of the lock.
+// after letting go of the lock. Ranges still waiting on it see e.gone.
 func (p *Pool) dropLocked(e *entry) {
+	if !p.contains(e) {
+		return
+	}
 	for i, x := range p.all {
 		if x == e {
 			p.all = append(p.all[:i], p.all[i+1:]...)
 			break
 		}
 	}
+	for i, x := range p.free {
+		if x == e {
+			p.free = append(p.free[:i], p.free[i+1:]...)
+			break
+		}
+	}
+	closeGone(e)
 	p.replaced.Add(1)
 	p.notifyLocked()
+	p.opts.Logger.Warn("mrdpool: downloader replaced", "object", p.opts.Object, "err", e.d.Err())
+}
+
+func closeGone(e *entry) {
+	select {
+	case <-e.gone:
+	default:
+		close(e.gone)
+	}
+}
+
+// dropStalled drops the downloader of a range that stalled and closes it:
+// the next range opens a fresh one.
+func (p *Pool) dropStalled(e *entry) {
+	p.mu.Lock()
+	was := p.contains(e)
+	p.dropLocked(e)
+	p.mu.Unlock()
+	if was {
+		e.d.Close()
+	}
 }
 
 // closeBroken closes dropped downloaders. Their errors were already seen by
@@ -376,6 +444,9 @@ func (p *Pool) Close() error {
 	p.closeDone = make(chan struct{})
 	all := p.all
 	p.all, p.free = nil, nil
+	for _, e := range all {
+		closeGone(e)
+	}
 	p.notifyLocked()
 	p.mu.Unlock()
 	var errs []error

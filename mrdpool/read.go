@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,8 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	backoff := p.opts.RetryBackoff
+	stall := p.opts.StallTimeout
+	lastProgress := time.Now()
 	var done int64 // valid prefix of b
 	for attempt := 0; ; attempt++ {
 		got, err := p.readOnce(ctx, b[done:], off+done)
@@ -51,14 +54,25 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 		if err == nil {
 			err = fmt.Errorf("%w: got %d of %d bytes at offset %d", ErrShortRange, done+got, n, off)
 		}
-		if !errors.Is(err, ErrChecksum) {
+		if !errors.Is(err, ErrChecksum) && got > 0 {
 			p.bytes.Add(got)
 			done += got
+			lastProgress = time.Now()
+		}
+		if ctx.Err() != nil {
+			return int(done), ctx.Err()
 		}
 		if !retryable(ctx, err) || attempt >= p.opts.Retries {
+			p.giveUp(off+done, attempt, err)
+			return int(done), err
+		}
+		if stall > 0 && time.Since(lastProgress) >= stall {
+			err = fmt.Errorf("%w: %s: no byte for %v at offset %d after %d attempts: %w", ErrStalled, p.opts.Object, stall, off+done, attempt+1, err)
+			p.giveUp(off+done, attempt, err)
 			return int(done), err
 		}
 		p.retries.Add(1)
+		p.opts.Logger.Debug("mrdpool: range retried", "object", p.opts.Object, "offset", off+done, "attempt", attempt+1, "err", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
@@ -70,37 +84,91 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 	}
 }
 
-// readOnce adds one range for b at off and waits for it. It returns how
-// many bytes landed in b, in order from its start.
+func (p *Pool) giveUp(off int64, attempt int, err error) {
+	if !errors.Is(err, fs.ErrClosed) {
+		p.opts.Logger.Warn("mrdpool: range failed", "object", p.opts.Object, "offset", off, "attempt", attempt+1, "err", err)
+	}
+}
+
+// readOnce adds one range for b at off and waits for it: until it ends, ctx
+// ends, its downloader is dropped, or no byte arrives for the stall timeout
+// (then the downloader is replaced). It returns how many bytes landed in b,
+// in order from its start.
 func (p *Pool) readOnce(ctx context.Context, b []byte, off int64) (int64, error) {
 	lease, err := p.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
-	w := &sliceWriter{b: b}
+	w := newSliceWriter(b)
 	done := make(chan error, 1)
+	rctx, cancel := context.WithCancel(ctx)
 	p.ranges.Add(1)
-	lease.Downloader().Add(ctx, w, off, int64(len(b)), func(err error) { done <- err })
-	select {
-	case err := <-done:
-		lease.Release()
-		return w.written(), err
-	case <-ctx.Done():
-		// The downloader may go on writing: cut it off from b, and give the
-		// lease back only when the range has ended so a non-shareable
-		// downloader never carries two ranges. A real MRD never calls back
-		// for a range that stalls or that was in flight when it was closed,
-		// so the pool's Close ends the wait too.
-		w.detach()
-		go func() {
-			select {
-			case <-done:
-			case <-p.closing:
-			}
-			lease.Release()
-		}()
-		return w.written(), ctx.Err()
+	lease.Downloader().Add(rctx, w, off, int64(len(b)), func(err error) { done <- err })
+	stall := p.opts.StallTimeout
+	var timer *time.Timer
+	var timeout <-chan time.Time // nil: no stall bound
+	if stall > 0 {
+		timer = time.NewTimer(stall)
+		defer timer.Stop()
+		timeout = timer.C
 	}
+	for {
+		select {
+		case err := <-done:
+			cancel()
+			lease.Release()
+			return w.written(), err
+		case <-ctx.Done():
+			p.abandon(w, cancel, lease, done)
+			return w.written(), ctx.Err()
+		case <-lease.e.gone:
+			return p.lost(w, cancel, lease, done)
+		case <-timeout:
+			if idle := time.Since(w.lastWrite()); idle < stall {
+				timer.Reset(stall - idle)
+				continue
+			}
+			p.abandon(w, cancel, lease, done)
+			p.dropStalled(lease.e)
+			at := off + w.written()
+			p.opts.Logger.Warn("mrdpool: range stalled; downloader replaced", "object", p.opts.Object, "offset", at, "stall", stall)
+			return w.written(), fmt.Errorf("%w: %s: no byte for %v at offset %d", ErrStalled, p.opts.Object, stall, at)
+		}
+	}
+}
+
+// lost ends a range whose downloader the pool dropped while it was in
+// flight: the pool closed (fs.ErrClosed) or another range found the
+// downloader broken or stalled (a retryable error).
+func (p *Pool) lost(w *sliceWriter, cancel context.CancelFunc, lease *Lease, done chan error) (int64, error) {
+	p.abandon(w, cancel, lease, done)
+	if p.isClosed() {
+		return w.written(), errClosed()
+	}
+	return w.written(), fmt.Errorf("mrdpool: %s: downloader replaced while a range was in flight", p.opts.Object)
+}
+
+// abandon cuts a range in flight off from the caller's slice. The downloader
+// may go on writing, so the lease is given back only when the range has
+// ended or the downloader is dropped (a real MRD never calls back for a
+// range that stalls or was in flight when it was closed), so that a
+// non-shareable downloader never carries two ranges.
+func (p *Pool) abandon(w *sliceWriter, cancel context.CancelFunc, lease *Lease, done chan error) {
+	cancel() // first: a ReadFrom blocked in Read holds w's lock
+	w.detach()
+	go func() {
+		select {
+		case <-done:
+		case <-lease.e.gone:
+		}
+		lease.Release()
+	}()
+}
+
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // retryable reports whether a failed range is worth resuming.
@@ -108,7 +176,7 @@ func retryable(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	for _, perm := range []error{context.Canceled, context.DeadlineExceeded, fs.ErrClosed, fs.ErrNotExist, ErrRange, ErrObjectChanged, errOverflow} {
+	for _, perm := range []error{context.Canceled, context.DeadlineExceeded, fs.ErrClosed, fs.ErrNotExist, ErrRange, ErrObjectChanged, ErrStalled, errOverflow} {
 		if errors.Is(err, perm) {
 			return false
 		}
@@ -126,7 +194,18 @@ type sliceWriter struct {
 	b        []byte
 	n        int
 	detached bool
+	last     atomic.Int64 // unix nanos of the last byte (or the start)
 }
+
+func newSliceWriter(b []byte) *sliceWriter {
+	w := &sliceWriter{b: b}
+	w.last.Store(time.Now().UnixNano())
+	return w
+}
+
+// lastWrite is when the last byte arrived. It does not take the lock, which
+// a ReadFrom blocked on a dead connection holds.
+func (w *sliceWriter) lastWrite() time.Time { return time.Unix(0, w.last.Load()) }
 
 func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -136,6 +215,9 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	}
 	k := copy(w.b[w.n:], p)
 	w.n += k
+	if k > 0 {
+		w.last.Store(time.Now().UnixNano())
+	}
 	if k < len(p) {
 		return k, errOverflow
 	}
@@ -180,6 +262,9 @@ func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 		}
 		k, err := r.Read(w.b[w.n:min(len(w.b), w.n+1<<20)])
 		w.n += k
+		if k > 0 {
+			w.last.Store(time.Now().UnixNano())
+		}
 		w.mu.Unlock()
 		total += int64(k)
 		if err == io.EOF {
