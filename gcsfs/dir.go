@@ -11,8 +11,6 @@ import (
 
 	"cloud.google.com/go/storage"
 	"gocloud.dev/blob"
-
-	"github.com/zonalread/zonalread/mrdpool"
 )
 
 // prefixOf is the listing prefix of directory name.
@@ -47,7 +45,7 @@ func (f *FS) StatContext(ctx context.Context, name string) (fs.FileInfo, error) 
 	if name == "." {
 		return fileInfo{name: ".", dir: true}, nil
 	}
-	info, err := mrdpool.StatBlob(ctx, f.bucket, name)
+	info, err := f.statBlob(ctx, name)
 	if err == nil {
 		return fileInfo{name: baseName(name), size: info.Size, mod: info.ModTime, gen: info.Generation}, nil
 	}
@@ -67,7 +65,7 @@ func (f *FS) StatContext(ctx context.Context, name string) (fs.FileInfo, error) 
 func (f *FS) hasChildren(ctx context.Context, name string) (bool, error) {
 	it := f.bucket.List(&blob.ListOptions{Prefix: prefixOf(name), Delimiter: "/"})
 	for {
-		obj, err := it.Next(ctx)
+		obj, err := f.next(ctx, it, prefixOf(name))
 		if err == io.EOF {
 			return false, nil
 		}
@@ -110,7 +108,7 @@ func (f *FS) ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, er
 	var entries []fs.DirEntry
 	seen := map[string]bool{}
 	for {
-		obj, err := it.Next(ctx)
+		obj, err := f.next(ctx, it, prefix)
 		if err == io.EOF {
 			break
 		}

@@ -15,15 +15,20 @@ import (
 
 // File is an open object. It implements fs.File, io.Reader, io.ReaderAt,
 // io.Seeker and io.WriterTo; ReadAt is safe for concurrent use, the
-// offset-moving methods (Read, Seek, WriteTo) are serialized.
+// offset-moving methods (Read, Seek, WriteTo) are serialized. Close may be
+// called while reads are in flight: they end at once with errors wrapping
+// fs.ErrClosed.
 type File struct {
 	fsys   *FS
 	name   string
 	info   mrdpool.ObjectInfo
 	pool   *mrdpool.Pool
 	engine *prefetch.Engine
+	ctx    context.Context // cancelled by Close: ends every call in flight
+	cancel context.CancelFunc
+	seq    chan struct{} // one slot: serializes Read, Seek and WriteTo
 
-	mu     sync.Mutex // guards off and closed
+	mu     sync.Mutex // guards off and closed; never held across I/O
 	off    int64
 	closed bool
 }
@@ -69,25 +74,33 @@ func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, pathErr("open", name, err)
 	}
-	poolOpts := &mrdpool.Options{PoolSize: f.opts.PoolSize, Retries: f.opts.Retries}
+	poolOpts := &mrdpool.Options{
+		PoolSize: f.opts.PoolSize, Retries: f.opts.Retries,
+		StallTimeout: f.opts.StallTimeout, Logger: f.opts.Logger, Object: name,
+	}
 	if f.zonal {
 		// The first multi-range downloader's open returns the object's
 		// size and generation: it is the stat, and the first read then
 		// costs no extra round trip.
-		pool := mrdpool.New(mrdpool.NewMRDBackend(f.grpc, f.name, name, nil), poolOpts)
-		info, err := pool.Info(ctx)
+		backend := mrdpool.NewMRDBackend(f.grpc, f.name, name, nil).WithRetry(f.opts.retryOptions()...)
+		pool := mrdpool.New(backend, poolOpts)
+		octx, cancel := f.bound(ctx)
+		info, err := pool.Info(octx)
+		err = f.boundErr(octx, err, "open "+name)
+		cancel()
 		if err != nil {
 			pool.Close()
 			return nil, pathErr("open", name, err)
 		}
 		return f.newFile(name, info, pool)
 	}
-	info, err := mrdpool.StatBlob(ctx, f.bucket, name)
+	info, err := f.statBlob(ctx, name)
 	if err != nil {
 		return nil, pathErr("open", name, err)
 	}
 	poolOpts.Info = &info
-	return f.newFile(name, info, mrdpool.New(mrdpool.NewBlobBackend(f.bucket, name, &info), poolOpts))
+	backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
+	return f.newFile(name, info, mrdpool.New(backend, poolOpts))
 }
 
 // newFile wraps an open pool in a File with its prefetch engine.
@@ -100,10 +113,12 @@ func (f *FS) newFile(name string, info mrdpool.ObjectInfo, pool *mrdpool.Pool) (
 		Disabled:    f.opts.DisablePrefetch,
 		Buffers:     f.buffers,
 	})
-	file := &File{fsys: f, name: name, info: info, pool: pool, engine: engine}
+	file := &File{fsys: f, name: name, info: info, pool: pool, engine: engine, seq: make(chan struct{}, 1)}
+	file.ctx, file.cancel = context.WithCancel(context.Background())
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
+		file.cancel()
 		engine.Close()
 		pool.Close()
 		return nil, pathErr("open", name, fs.ErrClosed)
@@ -137,11 +152,59 @@ func (fl *File) Stats() Stats {
 	}
 }
 
+// lockSeq takes the file's sequence slot for an offset-moving call. It
+// waits for the call before it (which the stall timeout bounds), for ctx,
+// or for Close.
+func (fl *File) lockSeq(ctx context.Context, op string) error {
+	select {
+	case fl.seq <- struct{}{}:
+	case <-ctx.Done():
+		return pathErr(op, fl.name, ctx.Err())
+	case <-fl.ctx.Done():
+		return pathErr(op, fl.name, fs.ErrClosed)
+	}
+	fl.mu.Lock()
+	closed := fl.closed
+	fl.mu.Unlock()
+	if closed {
+		fl.unlockSeq()
+		return pathErr(op, fl.name, fs.ErrClosed)
+	}
+	return nil
+}
+
+func (fl *File) unlockSeq() { <-fl.seq }
+
+// offset returns the current offset.
+func (fl *File) offset() int64 {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.off
+}
+
+func (fl *File) setOffset(off int64) {
+	fl.mu.Lock()
+	fl.off = off
+	fl.mu.Unlock()
+}
+
 func (fl *File) checkOpen(op string) error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
 	if fl.closed {
 		return pathErr(op, fl.name, fs.ErrClosed)
 	}
 	return nil
+}
+
+// opContext returns the context of one call: ended by ctx or by Close.
+func (fl *File) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(fl.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // Read implements io.Reader.
@@ -150,19 +213,21 @@ func (fl *File) Read(p []byte) (int, error) { return fl.ReadContext(context.Back
 // ReadContext is Read bounded by ctx: if ctx ends first it returns
 // ctx.Err() and leaves the offset unchanged.
 func (fl *File) ReadContext(ctx context.Context, p []byte) (int, error) {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	if err := fl.checkOpen("read"); err != nil {
+	if err := fl.lockSeq(ctx, "read"); err != nil {
 		return 0, err
 	}
+	defer fl.unlockSeq()
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if fl.off >= fl.info.Size {
+	off := fl.offset()
+	if off >= fl.info.Size {
 		return 0, io.EOF
 	}
-	n, err := fl.engine.ReadAt(ctx, p, fl.off)
-	fl.off += int64(n)
+	ctx, done := fl.opContext(ctx)
+	defer done()
+	n, err := fl.engine.ReadAt(ctx, p, off)
+	fl.setOffset(off + int64(n))
 	if err == io.EOF && n > 0 {
 		err = nil // io.Reader: EOF comes on the next call
 	}
@@ -177,25 +242,25 @@ func (fl *File) ReadAt(p []byte, off int64) (int, error) {
 // ReadAtContext is ReadAt bounded by ctx. A negative offset fails with an
 // error wrapping fs.ErrInvalid; a read past the end returns io.EOF.
 func (fl *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
-	fl.mu.Lock()
-	err := fl.checkOpen("read")
-	fl.mu.Unlock()
-	if err != nil {
+	if err := fl.checkOpen("read"); err != nil {
 		return 0, err
 	}
 	if off < 0 {
 		return 0, pathErr("read", fl.name, fmt.Errorf("negative offset %d: %w", off, fs.ErrInvalid))
 	}
+	ctx, done := fl.opContext(ctx)
+	defer done()
 	n, err := fl.engine.ReadAt(ctx, p, off)
 	return n, fl.wrap("read", err)
 }
 
-// wrap puts non-EOF errors in a PathError, keeping the chain.
+// wrap puts non-EOF errors in a PathError, keeping the chain. Any error of
+// a call cut short by Close wraps fs.ErrClosed.
 func (fl *File) wrap(op string, err error) error {
 	if err == nil || err == io.EOF {
 		return err
 	}
-	if errors.Is(err, fs.ErrClosed) {
+	if errors.Is(err, fs.ErrClosed) || fl.ctx.Err() != nil {
 		return pathErr(op, fl.name, fs.ErrClosed)
 	}
 	return pathErr(op, fl.name, err)
@@ -203,19 +268,19 @@ func (fl *File) wrap(op string, err error) error {
 
 // Seek implements io.Seeker. Seeking past the end is allowed (reads there
 // return io.EOF); a negative result fails with an error wrapping
-// fs.ErrInvalid and leaves the offset unchanged.
+// fs.ErrInvalid and leaves the offset unchanged. It waits for a Read or
+// WriteTo in flight.
 func (fl *File) Seek(offset int64, whence int) (int64, error) {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	if err := fl.checkOpen("seek"); err != nil {
+	if err := fl.lockSeq(context.Background(), "seek"); err != nil {
 		return 0, err
 	}
+	defer fl.unlockSeq()
 	var abs int64
 	switch whence {
 	case io.SeekStart:
 		abs = offset
 	case io.SeekCurrent:
-		abs = fl.off + offset
+		abs = fl.offset() + offset
 	case io.SeekEnd:
 		abs = fl.info.Size + offset
 	default:
@@ -224,7 +289,7 @@ func (fl *File) Seek(offset int64, whence int) (int64, error) {
 	if abs < 0 {
 		return 0, pathErr("seek", fl.name, fmt.Errorf("negative position %d: %w", abs, fs.ErrInvalid))
 	}
-	fl.off = abs
+	fl.setOffset(abs)
 	return abs, nil
 }
 
@@ -239,14 +304,21 @@ func (fl *File) WriteTo(w io.Writer) (int64, error) {
 // Concurrency ranges fetched in parallel into one buffer from the FS's
 // budget) while the previous window is written to w, so memory stays
 // bounded for any object size.
+//
+// It returns the bytes written to w — always the object's bytes from the
+// offset on, in order — and the offset moves by as many. Unless it wrote
+// everything, the error is non-nil: ctx's error if ctx ended, one wrapping
+// fs.ErrClosed after Close, ErrStalled, or the fetch's or w's error.
 func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	if err := fl.checkOpen("read"); err != nil {
+	if err := fl.lockSeq(ctx, "read"); err != nil {
 		return 0, err
 	}
-	n, err := fl.writeRange(ctx, w, fl.off, fl.info.Size-fl.off)
-	fl.off += n
+	defer fl.unlockSeq()
+	off := fl.offset()
+	ctx, done := fl.opContext(ctx)
+	defer done()
+	n, err := fl.writeRange(ctx, w, off, max(0, fl.info.Size-off))
+	fl.setOffset(off + n)
 	return n, fl.wrap("read", err)
 }
 
@@ -254,51 +326,54 @@ func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) 
 // WriteToContext (windows of parallel ranges, one written while the next
 // fills), without moving the file's offset. It fetches nothing past the
 // range. A range outside the object fails with an error wrapping
-// fs.ErrInvalid.
+// fs.ErrInvalid. Like WriteToContext, it returns fewer than n bytes only
+// with a non-nil error.
 func (fl *File) WriteRangeContext(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
-	fl.mu.Lock()
-	err := fl.checkOpen("read")
-	fl.mu.Unlock()
-	if err != nil {
+	if err := fl.checkOpen("read"); err != nil {
 		return 0, err
 	}
 	if off < 0 || n < 0 || off+n > fl.info.Size {
 		return 0, pathErr("read", fl.name, fmt.Errorf("range [%d, %d) outside the %d-byte object: %w", off, off+n, fl.info.Size, fs.ErrInvalid))
 	}
+	ctx, done := fl.opContext(ctx)
+	defer done()
 	written, err := fl.writeRange(ctx, w, off, n)
 	return written, fl.wrap("read", err)
 }
 
-// writeRange streams [off, off+n) into w, double-buffered.
+// window is one filled buffer of writeRange, or the error that ended the
+// fetches.
+type window struct {
+	buf  []byte
+	done func()
+	err  error
+}
+
+// writeRange streams [off, off+n) into w, double-buffered: a producer
+// fills windows while the caller's goroutine writes the previous one. Every
+// window the producer makes, filled or failed, reaches the writer loop, so
+// no error is dropped: the result is (n, nil) or (bytes written, non-nil).
 func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
 	if n <= 0 {
 		return 0, nil
 	}
-	window := min(n, fl.fsys.opts.MaxPrefetch, fl.fsys.buffers.Budget()/2)
-	type filled struct {
-		buf  []byte
-		done func()
-		err  error
-	}
+	size := min(n, fl.fsys.opts.MaxPrefetch, fl.fsys.buffers.Budget()/2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	windows := make(chan filled, 1) // one window written while the next one fills
+	windows := make(chan window, 1) // one window written while the next one fills
 	go func() {
 		defer close(windows)
-		for pos := off; pos < off+n; pos += window {
-			size := min(window, off+n-pos)
-			b, err := fl.fsys.buffers.Get(ctx, int(size))
+		// The loop below drains windows until it is closed, so a send
+		// never blocks for good, even after ctx ends.
+		for pos := off; pos < off+n; pos += size {
+			k := min(size, off+n-pos)
+			b, err := fl.fsys.buffers.Get(ctx, int(k))
 			if err != nil {
-				windows <- filled{err: err}
+				windows <- window{err: err}
 				return
 			}
 			err = fl.engine.ReadDirect(ctx, b.Bytes(), pos)
-			select {
-			case windows <- filled{buf: b.Bytes(), done: b.Release, err: err}:
-			case <-ctx.Done():
-				b.Release()
-				return
-			}
+			windows <- window{buf: b.Bytes(), done: b.Release, err: err}
 			if err != nil {
 				return
 			}
@@ -306,28 +381,37 @@ func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int6
 	}()
 	var written int64
 	var werr error
-	for f := range windows {
+	for win := range windows {
 		if werr == nil {
-			werr = f.err
+			werr = win.err
 			if werr == nil {
-				k, err := w.Write(f.buf)
+				k, err := w.Write(win.buf)
 				written += int64(k)
+				if err == nil && k < len(win.buf) {
+					err = io.ErrShortWrite
+				}
 				werr = err
 			}
 			if werr != nil {
 				cancel()
 			}
 		}
-		if f.done != nil {
-			f.done()
+		if win.done != nil {
+			win.done()
 		}
+	}
+	if werr == nil && written < n {
+		// Unreachable by the loop's construction; never report a short
+		// write as success.
+		werr = fmt.Errorf("gcsfs: wrote %d of %d bytes: %w", written, n, io.ErrShortWrite)
 	}
 	return written, werr
 }
 
-// Close implements fs.File: it cancels prefetches, closes the file's
-// downloaders and returns their errors. A second Close fails with an error
-// wrapping fs.ErrClosed.
+// Close implements fs.File: it cancels every call in flight on the file
+// (they end with errors wrapping fs.ErrClosed) and its prefetches, closes
+// its downloaders and returns their errors. It does not wait on the
+// network. A second Close fails with an error wrapping fs.ErrClosed.
 func (fl *File) Close() error {
 	fl.mu.Lock()
 	if fl.closed {
@@ -336,6 +420,7 @@ func (fl *File) Close() error {
 	}
 	fl.closed = true
 	fl.mu.Unlock()
+	fl.cancel()
 	fl.engine.Close()
 	err := fl.pool.Close()
 	f := fl.fsys

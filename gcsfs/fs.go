@@ -57,6 +57,8 @@ type FS struct {
 	zonal     bool
 	opts      Options
 	buffers   *directbuf.Pool
+	ctx       context.Context // cancelled by Close: ends every call in flight
+	cancel    context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
@@ -132,8 +134,10 @@ func New(ctx context.Context, bucket *blob.Bucket, opts *Options) (*FS, error) {
 
 func newFS(ctx context.Context, b *blob.Bucket, o *Options) (*FS, error) {
 	f := &FS{bucket: b, name: o.BucketName, opts: *o, buffers: o.newBuffers(), files: map[*File]struct{}{}}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
 	zonal, err := f.decideZonal(ctx)
 	if err != nil {
+		f.cancel()
 		return nil, err
 	}
 	if zonal {
@@ -147,8 +151,10 @@ func newFS(ctx context.Context, b *blob.Bucket, o *Options) (*FS, error) {
 			opts := append([]option.ClientOption{storage.WithGRPCBidiReads(), storage.WithDisabledClientMetrics()}, o.ClientOptions...)
 			c, err := storage.NewGRPCClient(ctx, opts...)
 			if err != nil {
+				f.cancel()
 				return nil, fmt.Errorf("gcsfs: gRPC client for zonal bucket %s: %w", f.name, err)
 			}
+			c.SetRetry(o.retryOptions()...)
 			f.grpc, f.ownGRPC = c, true
 		}
 	}
@@ -169,7 +175,10 @@ func (f *FS) decideZonal(ctx context.Context) (bool, error) {
 	if f.name == "" || !f.bucket.As(&c) {
 		return false, nil // not GCS
 	}
-	attrs, err := c.Bucket(f.name).Attrs(ctx)
+	bctx, cancel := f.bound(ctx)
+	attrs, err := c.Bucket(f.name).Retryer(f.opts.retryOptions()...).Attrs(bctx)
+	err = f.boundErr(bctx, err, "bucket "+f.name)
+	cancel()
 	if err != nil {
 		if errors.Is(err, storage.ErrBucketNotExist) {
 			return false, fmt.Errorf("gcsfs: bucket %s: %w", f.name, fs.ErrNotExist)
@@ -191,9 +200,11 @@ func (f *FS) Zonal() bool { return f.zonal }
 // Bucket returns the underlying gocloud bucket.
 func (f *FS) Bucket() *blob.Bucket { return f.bucket }
 
-// Close closes every open file, then the gRPC client and the bucket if the
-// FS opened them. Operations after Close fail with errors wrapping
-// fs.ErrClosed. Close is idempotent.
+// Close cancels every call in flight (they end with errors wrapping
+// fs.ErrClosed), closes every open file, then the gRPC client and the
+// bucket if the FS opened them. It does not wait on the network.
+// Operations after Close fail with errors wrapping fs.ErrClosed. Close is
+// idempotent.
 func (f *FS) Close() error {
 	f.mu.Lock()
 	if f.closed {
@@ -201,6 +212,7 @@ func (f *FS) Close() error {
 		return nil
 	}
 	f.closed = true
+	f.cancel()
 	files := make([]*File, 0, len(f.files))
 	for file := range f.files {
 		files = append(files, file)

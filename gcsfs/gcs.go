@@ -48,6 +48,10 @@ func openGCS(ctx context.Context, u *url.URL, o *Options) (*blob.Bucket, func(),
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
+	if o.StallTimeout > 0 {
+		// A server that takes the request and never answers.
+		tr.ResponseHeaderTimeout = o.StallTimeout
+	}
 	var hc *gcp.HTTPClient
 	var bopts gcsblob.Options
 	switch {
@@ -72,6 +76,11 @@ func openGCS(ctx context.Context, u *url.URL, o *Options) (*blob.Bucket, func(),
 	b, err := gcsblob.OpenBucket(ctx, hc, u.Host, &bopts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gcsfs: open gs://%s: %w", u.Host, err)
+	}
+	var c *storage.Client
+	if b.As(&c) {
+		// Our own client: bound its retries of a dead server.
+		c.SetRetry(o.retryOptions()...)
 	}
 	return b, tr.CloseIdleConnections, nil
 }

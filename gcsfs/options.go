@@ -1,11 +1,18 @@
 package gcsfs
 
 import (
+	"log/slog"
+	"time"
+
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 
 	"github.com/zonalread/zonalread/directbuf"
+	"github.com/zonalread/zonalread/mrdpool"
 )
+
+// DefaultStallTimeout is the default Options.StallTimeout.
+const DefaultStallTimeout = mrdpool.DefaultStallTimeout
 
 // Zonal says whether a bucket is read through gRPC multi-range downloaders.
 type Zonal int
@@ -81,6 +88,20 @@ type Options struct {
 	// Retries is how many times a failed range is resumed. Default 3;
 	// negative means none.
 	Retries int
+	// StallTimeout bounds every wait on the server. A range that receives
+	// no byte for this long fails with an error wrapping ErrStalled and its
+	// downloader is replaced; an open, a stat or a listing page that gets
+	// no answer for this long fails the same way; retries of a range stop
+	// once no byte has arrived for this long; the storage client's own
+	// retries (of a refused connection, of UNAVAILABLE) are bounded to half
+	// of it on the clients and object handles the FS uses. A context
+	// deadline shorter than it still wins. Default DefaultStallTimeout
+	// (30 s); negative means no bound (only contexts end waits).
+	StallTimeout time.Duration
+	// Logger receives retries (Debug), stalls, replaced downloaders and
+	// reads that give up (Warn), with the object's name, offset and
+	// attempt. nil means silent.
+	Logger *slog.Logger
 }
 
 func (o *Options) normalize() Options {
@@ -107,7 +128,20 @@ func (o *Options) normalize() Options {
 	if r.PrefetchBudget <= 0 {
 		r.PrefetchBudget = max(256<<20, 2*r.MaxPrefetch)
 	}
+	if r.StallTimeout == 0 {
+		r.StallTimeout = DefaultStallTimeout
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
 	return r
+}
+
+// retryOptions bound the storage client's own retries: half the stall
+// timeout, so its error (naming the last failure, e.g. a refused
+// connection) comes before the stall bound cuts the call.
+func (o *Options) retryOptions() []storage.RetryOption {
+	return mrdpool.RetryOptions(o.StallTimeout/2, o.Logger)
 }
 
 // newBuffers makes the FS-wide prefetch buffer pool.

@@ -125,6 +125,10 @@ func catOne(ctx context.Context, fsys *gcsfs.FS, opts gcsfs.Options, u objectURL
 	w, done := newProgress(stdout, stderr, n, u.String())
 	written, err := copyRange(ctx, file, w, off, n, opts)
 	done()
+	if ctx.Err() != nil {
+		// Ctrl-C: say so, whatever the copy stopped on.
+		return ctx.Err()
+	}
 	if err == nil && written != n {
 		err = fmt.Errorf("wrote %d of %d bytes", written, n)
 	}

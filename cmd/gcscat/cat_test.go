@@ -338,3 +338,38 @@ func TestCatInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// cancelAfterFirstWrite is a stdout that Ctrl-Cs the run once the first
+// bytes have reached it.
+type cancelAfterFirstWrite struct {
+	bytes.Buffer
+	cancel context.CancelFunc
+}
+
+func (w *cancelAfterFirstWrite) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	w.cancel()
+	return n, err
+}
+
+// Ctrl-C in the middle of a cat: one "interrupted" line, exit 1, never
+// "wrote N of M bytes"; what reached stdout is the object's first bytes.
+func TestCatInterruptedMidRead(t *testing.T) {
+	f := startFake(t)
+	src := f.objects["big.bin"]
+	for _, zonal := range []string{"off", "on"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		stdout := &cancelAfterFirstWrite{cancel: cancel}
+		var stderr bytes.Buffer
+		err := run(ctx, []string{"cat", "--zonal", zonal, "--max-prefetch", "1MiB", "gs://bkt/big.bin"}, stdout, &stderr)
+		cancel()
+		if exitCode(err) != 1 || stderr.String() != "gcscat: interrupted\n" {
+			t.Errorf("zonal %s: exit %d, stderr %q", zonal, exitCode(err), stderr.String())
+		}
+		got := stdout.Bytes()
+		if len(got) == 0 || len(got) >= len(src) {
+			t.Errorf("zonal %s: %d of %d bytes written before the interrupt took effect", zonal, len(got), len(src))
+		}
+		sameBytes(t, got, src[:len(got)])
+	}
+}
