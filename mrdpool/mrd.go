@@ -80,23 +80,27 @@ func (b *MRDBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 		mrd *storage.MultiRangeDownloader
 		err error
 	}
+	// The downloader outlives ctx, so it gets a context of its own, which
+	// its Close cancels; an open abandoned when ctx ends is cancelled at
+	// once rather than left retrying in the background.
+	mctx, mcancel := context.WithCancel(context.WithoutCancel(ctx))
 	ch := make(chan result, 1)
 	go func() {
-		mrd, err := obj.NewMultiRangeDownloader(context.WithoutCancel(ctx), b.opts...)
+		mrd, err := obj.NewMultiRangeDownloader(mctx, b.opts...)
 		ch <- result{mrd, err}
 	}()
 	var r result
 	select {
 	case r = <-ch:
 	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.mrd != nil {
-				r.mrd.Close()
-			}
-		}()
+		mcancel()
+		if r := <-ch; r.mrd != nil {
+			r.mrd.Close()
+		}
 		return nil, ObjectInfo{}, ctx.Err()
 	}
 	if r.err != nil {
+		mcancel()
 		if isNotFound(r.err) {
 			if pinned.Generation != 0 {
 				return nil, ObjectInfo{}, fmt.Errorf("%w: %s (generation %d) no longer exists: %w", ErrObjectChanged, b.object, pinned.Generation, r.err)
@@ -116,6 +120,7 @@ func (b *MRDBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 		// Reopened by generation or handle: the size it reports may be 0.
 		if info.Generation != 0 && b.info.Generation != 0 && info.Generation != b.info.Generation {
 			r.mrd.Close()
+			mcancel()
 			return nil, ObjectInfo{}, fmt.Errorf("%w: %s opened generation %d, pinned %d", ErrObjectChanged, b.object, info.Generation, b.info.Generation)
 		}
 		if b.info.Generation == 0 {
@@ -126,12 +131,13 @@ func (b *MRDBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 	if h := r.mrd.GetHandle(); len(h) > 0 {
 		b.handle = h
 	}
-	return &mrdDownloader{mrd: r.mrd, object: b.object}, info, nil
+	return &mrdDownloader{mrd: r.mrd, object: b.object, cancel: mcancel}, info, nil
 }
 
 type mrdDownloader struct {
 	mrd    *storage.MultiRangeDownloader
 	object string
+	cancel context.CancelFunc // ends the MRD's context, after Close
 }
 
 // Add hands the range to the MRD's event loop; w is written there, done is
@@ -166,6 +172,7 @@ func (d *mrdDownloader) mapErr(err error) error {
 func (d *mrdDownloader) Err() error { return d.mrd.Error() }
 
 func (d *mrdDownloader) Close() error {
+	defer d.cancel()
 	if err := d.mrd.Close(); err != nil {
 		return fmt.Errorf("mrdpool: close downloader for %s: %w", d.object, err)
 	}

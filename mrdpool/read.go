@@ -46,7 +46,7 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 	lastProgress := time.Now()
 	var done int64 // valid prefix of b
 	for attempt := 0; ; attempt++ {
-		got, err := p.readOnce(ctx, b[done:], off+done)
+		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress)
 		if err == nil && got == n-done {
 			p.bytes.Add(n - done)
 			return len(b), nil
@@ -57,7 +57,7 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 		if !errors.Is(err, ErrChecksum) && got > 0 {
 			p.bytes.Add(got)
 			done += got
-			lastProgress = time.Now()
+			lastProgress = last
 		}
 		if ctx.Err() != nil {
 			return int(done), ctx.Err()
@@ -91,15 +91,18 @@ func (p *Pool) giveUp(off int64, attempt int, err error) {
 }
 
 // readOnce adds one range for b at off and waits for it: until it ends, ctx
-// ends, its downloader is dropped, or no byte arrives for the stall timeout
-// (then the downloader is replaced). It returns how many bytes landed in b,
-// in order from its start.
-func (p *Pool) readOnce(ctx context.Context, b []byte, off int64) (int64, error) {
-	lease, err := p.Acquire(ctx)
+// ends, its downloader is dropped, or no byte has arrived for the stall
+// timeout since the read's last progress at since (then the downloader is
+// replaced); getting a downloader is bounded by the same instant. It
+// returns how many bytes landed in b, in order from its start, and when
+// the last of them arrived.
+func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time) (int64, time.Time, error) {
+	lease, err := p.acquireBy(ctx, since)
 	if err != nil {
-		return 0, err
+		return 0, since, err
 	}
-	w := newSliceWriter(b)
+	w := newSliceWriter(b, since)
+	ret := func(err error) (int64, time.Time, error) { return w.written(), w.lastWrite(), err }
 	done := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
 	p.ranges.Add(1)
@@ -108,7 +111,7 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64) (int64, error)
 	var timer *time.Timer
 	var timeout <-chan time.Time // nil: no stall bound
 	if stall > 0 {
-		timer = time.NewTimer(stall)
+		timer = time.NewTimer(time.Until(since.Add(stall)))
 		defer timer.Stop()
 		timeout = timer.C
 	}
@@ -117,12 +120,12 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64) (int64, error)
 		case err := <-done:
 			cancel()
 			lease.Release()
-			return w.written(), err
+			return ret(err)
 		case <-ctx.Done():
 			p.abandon(w, cancel, lease, done)
-			return w.written(), ctx.Err()
+			return ret(ctx.Err())
 		case <-lease.e.gone:
-			return p.lost(w, cancel, lease, done)
+			return ret(p.lost(w, cancel, lease, done))
 		case <-timeout:
 			if idle := time.Since(w.lastWrite()); idle < stall {
 				timer.Reset(stall - idle)
@@ -132,20 +135,31 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64) (int64, error)
 			p.dropStalled(lease.e)
 			at := off + w.written()
 			p.opts.Logger.Warn("mrdpool: range stalled; downloader replaced", "object", p.opts.Object, "offset", at, "stall", stall)
-			return w.written(), fmt.Errorf("%w: %s: no byte for %v at offset %d", ErrStalled, p.opts.Object, stall, at)
+			return ret(fmt.Errorf("%w: %s: no byte for %v at offset %d", ErrStalled, p.opts.Object, stall, at))
 		}
 	}
+}
+
+// acquireBy is Acquire bounded by the stall timeout counted from since.
+func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*Lease, error) {
+	if p.opts.StallTimeout <= 0 {
+		return p.Acquire(ctx)
+	}
+	actx, cancel := context.WithDeadlineCause(ctx, since.Add(p.opts.StallTimeout), errStallCause)
+	defer cancel()
+	l, err := p.Acquire(actx)
+	return l, WrapStalled(actx, err, "get a downloader for "+p.opts.Object)
 }
 
 // lost ends a range whose downloader the pool dropped while it was in
 // flight: the pool closed (fs.ErrClosed) or another range found the
 // downloader broken or stalled (a retryable error).
-func (p *Pool) lost(w *sliceWriter, cancel context.CancelFunc, lease *Lease, done chan error) (int64, error) {
+func (p *Pool) lost(w *sliceWriter, cancel context.CancelFunc, lease *Lease, done chan error) error {
 	p.abandon(w, cancel, lease, done)
 	if p.isClosed() {
-		return w.written(), errClosed()
+		return errClosed()
 	}
-	return w.written(), fmt.Errorf("mrdpool: %s: downloader replaced while a range was in flight", p.opts.Object)
+	return fmt.Errorf("mrdpool: %s: downloader replaced while a range was in flight", p.opts.Object)
 }
 
 // abandon cuts a range in flight off from the caller's slice. The downloader
@@ -197,9 +211,10 @@ type sliceWriter struct {
 	last     atomic.Int64 // unix nanos of the last byte (or the start)
 }
 
-func newSliceWriter(b []byte) *sliceWriter {
+// newSliceWriter returns a writer into b whose last progress is since.
+func newSliceWriter(b []byte, since time.Time) *sliceWriter {
 	w := &sliceWriter{b: b}
-	w.last.Store(time.Now().UnixNano())
+	w.last.Store(since.UnixNano())
 	return w
 }
 

@@ -41,7 +41,7 @@ func WithStallTimeout(ctx context.Context, d time.Duration) (context.Context, co
 // caller's context; the original error is kept in the message. Other errors
 // are returned as they are.
 func WrapStalled(ctx context.Context, err error, what string) error {
-	if err == nil || context.Cause(ctx) != errStallCause {
+	if err == nil || errors.Is(err, ErrStalled) || context.Cause(ctx) != errStallCause {
 		return err
 	}
 	return fmt.Errorf("%w: %s: no answer within the stall timeout (last error: %v)", ErrStalled, what, err)
