@@ -150,4 +150,3 @@ func checkPrefix(w *prefixWriter) error {
 	}
 	return nil
 }
-
