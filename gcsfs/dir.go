@@ -3,6 +3,7 @@ package gcsfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
@@ -11,6 +12,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 
 	"github.com/zonalread/zonalread/mrdpool"
 )
@@ -72,12 +74,21 @@ func (f *FS) hasChildren(ctx context.Context, name string) (bool, error) {
 			return false, nil
 		}
 		if err != nil {
-			return false, err
+			return false, listErr(err)
 		}
 		if validChild(prefixOf(name), obj.Key) != "" {
 			return true, nil
 		}
 	}
+}
+
+// listErr maps a listing error so errors.Is works with fs errors: a
+// listing of a bucket that does not exist wraps fs.ErrNotExist.
+func listErr(err error) error {
+	if gcerrors.Code(err) == gcerrors.NotFound && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	return err
 }
 
 // validChild returns the entry name of key under prefix, or "" when the key
@@ -115,7 +126,7 @@ func (f *FS) ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, er
 			break
 		}
 		if err != nil {
-			return nil, pathErr("readdir", name, err)
+			return nil, pathErr("readdir", name, listErr(err))
 		}
 		child := validChild(prefix, obj.Key)
 		if child == "" || seen[child] {

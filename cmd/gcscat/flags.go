@@ -10,6 +10,9 @@ import (
 	"github.com/zonalread/zonalread/gcsfs"
 )
 
+// minWindow is the smallest --block-size and --max-prefetch accepted.
+const minWindow = 64 << 10
+
 // readFlags are the flags of the commands that read object data (cat,
 // bench): the gcsfs.Options knobs, the backend choice and --stats.
 type readFlags struct {
@@ -47,6 +50,14 @@ func (r *readFlags) options(f *flagSet) (gcsfs.Options, error) {
 	}
 	if r.concurrency < 0 {
 		return o, f.usageErr("--concurrency must not be negative, got %d", r.concurrency)
+	}
+	// 0 means the gcsfs default; anything under minWindow would cut reads
+	// into tiny requests (--max-prefetch 1 is one request per byte).
+	if r.blockSize != 0 && r.blockSize < minWindow {
+		return o, f.usageErr("--block-size must be at least %s (or 0 for the default), got %d bytes", humanBytes(minWindow), int64(r.blockSize))
+	}
+	if r.maxPrefetch != 0 && r.maxPrefetch < minWindow {
+		return o, f.usageErr("--max-prefetch must be at least %s (or 0 for the default), got %d bytes", humanBytes(minWindow), int64(r.maxPrefetch))
 	}
 	z, ok := gcsfs.ParseZonal(r.zonal)
 	if !ok {
