@@ -59,3 +59,33 @@ func TestReadAtCancelledFetchesNothing(t *testing.T) {
 		t.Fatalf("a cancelled read opened %d downloaders and added %d ranges", o, a)
 	}
 }
+
+// TestParseRangeHeader: the ranges CheckingTransport cuts a whole-object
+// 200 down to, and the ones it leaves alone.
+func TestParseRangeHeader(t *testing.T) {
+	for _, c := range []struct {
+		h          string
+		size       int64
+		start, end int64
+		ok         bool
+	}{
+		{"bytes=0-99", 1000, 0, 99, true},
+		{"bytes=10-", 1000, 10, 999, true},
+		{"bytes=990-5000", 1000, 990, 999, true},
+		{"bytes=-10", 1000, 990, 999, true},
+		{"bytes=-5000", 1000, 0, 999, true},
+		{"bytes=1000-", 1000, 0, 0, false},
+		{"bytes=5-4", 1000, 0, 0, false},
+		{"bytes=0-1,5-6", 1000, 0, 0, false},
+		{"bytes=-0", 1000, 0, 0, false},
+		{"bytes=0-9", 0, 0, 0, false},
+		{"items=0-9", 1000, 0, 0, false},
+		{"bytes=9223372036854775807-", 1000, 0, 0, false},
+		{"bytes=99999999999999999999-", 1000, 0, 0, false},
+	} {
+		s, e, ok := parseRange(c.h, c.size)
+		if ok != c.ok || (ok && (s != c.start || e != c.end)) {
+			t.Errorf("parseRange(%q, %d) = %d, %d, %v; want %d, %d, %v", c.h, c.size, s, e, ok, c.start, c.end, c.ok)
+		}
+	}
+}
