@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/zonalread/zonalread/internal/byterange"
 )
 
 // ErrOverflow is returned by a Section's Write when a source sends more bytes
@@ -81,8 +83,8 @@ func (b *Buffer) checkLive() {
 }
 
 func (b *Buffer) checkRange(off, n int64) {
-	if off < 0 || n < 0 || off+n > int64(len(b.data)) {
-		panic(fmt.Sprintf("directbuf: range [%d, %d) outside buffer of %d bytes", off, off+n, len(b.data)))
+	if !byterange.Within(off, n, int64(len(b.data))) {
+		panic(fmt.Sprintf("directbuf: range of %d bytes at %d outside buffer of %d bytes", n, off, len(b.data)))
 	}
 }
 

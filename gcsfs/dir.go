@@ -1,8 +1,10 @@
 package gcsfs
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
@@ -11,6 +13,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 )
 
 // prefixOf is the listing prefix of directory name.
@@ -62,35 +65,58 @@ func (f *FS) StatContext(ctx context.Context, name string) (fs.FileInfo, error) 
 	return fileInfo{name: baseName(name), dir: true}, nil
 }
 
+// hasChildren reports whether any object lies below name: then name is a
+// directory, even when every object below it is left out of listings.
 func (f *FS) hasChildren(ctx context.Context, name string) (bool, error) {
 	it := f.bucket.List(&blob.ListOptions{Prefix: prefixOf(name), Delimiter: "/"})
-	for {
-		obj, err := f.next(ctx, it, prefixOf(name))
-		if err == io.EOF {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if validChild(prefixOf(name), obj.Key) != "" {
-			return true, nil
-		}
+	_, err := f.next(ctx, it, prefixOf(name))
+	switch {
+	case err == io.EOF:
+		return f.hasPlaceholder(ctx, name)
+	case err != nil:
+		return false, listErr(err)
 	}
+	return true, nil
 }
 
-// validChild returns the entry name of key under prefix, or "" when the key
-// cannot be an fs entry (an empty or invalid element, like "a//b" or the
-// "dir/" placeholder objects some tools create).
+// hasPlaceholder reports whether the object "name/" exists. A listing
+// normally shows it under name, but some stores (fileblob) keep it beside
+// the directory, where a listing of name's prefix does not find it.
+func (f *FS) hasPlaceholder(ctx context.Context, name string) (bool, error) {
+	_, err := f.statBlob(ctx, name+"/")
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+// listErr maps a listing error so errors.Is works with fs errors: a
+// listing of a bucket that does not exist wraps fs.ErrNotExist.
+func listErr(err error) error {
+	if gcerrors.Code(err) == gcerrors.NotFound && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	return err
+}
+
+// validChild returns the entry name of key under prefix, or "" when the
+// key cannot be an fs entry: an empty, "." or ".." element (keys like
+// "x//y", "./z", "up/../f", or the "dir/" placeholder itself seen from
+// inside dir), or a name that is not valid UTF-8.
 func validChild(prefix, key string) string {
 	rest := strings.TrimSuffix(strings.TrimPrefix(key, prefix), "/")
-	if rest == "" || strings.Contains(rest, "/") || !fs.ValidPath(rest) {
+	if rest == "" || rest == "." || strings.Contains(rest, "/") || !fs.ValidPath(rest) {
 		return ""
 	}
 	return rest
 }
 
 // ReadDir implements fs.ReadDirFS: the entries of directory name, sorted
-// by name. A name with no objects below it does not exist.
+// by name. A name with no objects below it does not exist; an object name
+// is not a directory even when objects lie below it (see the package doc).
 func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
 	return f.ReadDirContext(context.Background(), name)
 }
@@ -103,23 +129,56 @@ func (f *FS) ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, er
 	if f.isClosed() {
 		return nil, pathErr("readdir", name, fs.ErrClosed)
 	}
-	prefix := prefixOf(name)
+	// An object of the same name shadows the directory: ask for it while
+	// listing, so the check costs no extra round trip of latency.
+	isObject := make(chan error, 1)
+	if name != "." {
+		go func() {
+			_, err := f.statBlob(ctx, name)
+			isObject <- err
+		}()
+	} else {
+		isObject <- fs.ErrNotExist
+	}
+	entries, listed, err := f.list(ctx, prefixOf(name))
+	serr := <-isObject
+	switch {
+	case serr == nil:
+		return nil, pathErr("readdir", name, errors.New("not a directory"))
+	case !errors.Is(serr, fs.ErrNotExist):
+		return nil, pathErr("readdir", name, serr)
+	case err != nil:
+		return nil, pathErr("readdir", name, err)
+	case listed == 0 && name != ".":
+		if ok, err := f.hasPlaceholder(ctx, name); !ok || err != nil {
+			return nil, pathErr("readdir", name, cmp.Or(err, fs.ErrNotExist))
+		}
+	}
+	return entries, nil
+}
+
+// list returns the entries directly under prefix, sorted by name, and how
+// many keys and prefixes the listing held before names that cannot be fs
+// entries were left out. A name that is both an object and a prefix is
+// the object (a file shadows the directory of the same name).
+func (f *FS) list(ctx context.Context, prefix string) ([]fs.DirEntry, int, error) {
 	it := f.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
 	var entries []fs.DirEntry
-	seen := map[string]bool{}
+	index := map[string]int{}
+	listed := 0
 	for {
 		obj, err := f.next(ctx, it, prefix)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, pathErr("readdir", name, err)
+			return nil, listed, listErr(err)
 		}
+		listed++
 		child := validChild(prefix, obj.Key)
-		if child == "" || seen[child] {
+		if child == "" {
 			continue
 		}
-		seen[child] = true
 		info := fileInfo{name: child, dir: obj.IsDir}
 		if !obj.IsDir {
 			info.size, info.mod = obj.Size, obj.ModTime
@@ -128,17 +187,17 @@ func (f *FS) ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, er
 				info.gen = a.Generation
 			}
 		}
-		entries = append(entries, fs.FileInfoToDirEntry(info))
-	}
-	if len(entries) == 0 && name != "." {
-		if _, err := f.StatContext(ctx, name); err == nil {
-			// An object, not a directory.
-			return nil, pathErr("readdir", name, errors.New("not a directory"))
+		i, seen := index[child]
+		switch {
+		case !seen:
+			index[child] = len(entries)
+			entries = append(entries, fs.FileInfoToDirEntry(info))
+		case !obj.IsDir:
+			entries[i] = fs.FileInfoToDirEntry(info)
 		}
-		return nil, pathErr("readdir", name, fs.ErrNotExist)
 	}
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	return entries, nil
+	return entries, listed, nil
 }
 
 // ReadFile implements fs.ReadFileFS.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zonalread/zonalread/internal/byterange"
 	"github.com/zonalread/zonalread/mrdpool"
 	"github.com/zonalread/zonalread/prefetch"
 )
@@ -276,15 +277,19 @@ func (fl *File) Seek(offset int64, whence int) (int64, error) {
 	}
 	defer fl.unlockSeq()
 	var abs int64
+	ok := true
 	switch whence {
 	case io.SeekStart:
 		abs = offset
 	case io.SeekCurrent:
-		abs = fl.offset() + offset
+		abs, ok = byterange.Add(fl.offset(), offset)
 	case io.SeekEnd:
-		abs = fl.info.Size + offset
+		abs, ok = byterange.Add(fl.info.Size, offset)
 	default:
 		return 0, pathErr("seek", fl.name, fmt.Errorf("bad whence %d: %w", whence, fs.ErrInvalid))
+	}
+	if !ok {
+		return 0, pathErr("seek", fl.name, fmt.Errorf("position overflows an int64: %w", fs.ErrInvalid))
 	}
 	if abs < 0 {
 		return 0, pathErr("seek", fl.name, fmt.Errorf("negative position %d: %w", abs, fs.ErrInvalid))
@@ -332,8 +337,8 @@ func (fl *File) WriteRangeContext(ctx context.Context, w io.Writer, off, n int64
 	if err := fl.checkOpen("read"); err != nil {
 		return 0, err
 	}
-	if off < 0 || n < 0 || off+n > fl.info.Size {
-		return 0, pathErr("read", fl.name, fmt.Errorf("range [%d, %d) outside the %d-byte object: %w", off, off+n, fl.info.Size, fs.ErrInvalid))
+	if !byterange.Within(off, n, fl.info.Size) {
+		return 0, pathErr("read", fl.name, fmt.Errorf("range of %d bytes at %d outside the %d-byte object: %w", n, off, fl.info.Size, fs.ErrInvalid))
 	}
 	ctx, done := fl.opContext(ctx)
 	defer done()

@@ -14,8 +14,27 @@
 //	defer fsys.Close()
 //	data, err := fsys.ReadFile("path/to/object")
 //
+// # Names
+//
 // Object names map to fs paths as they are: "a/b/c" is file c in directory
-// a/b. Directories are implied by the names below them.
+// a/b. A bucket holds names no file system has, so these rules apply:
+//
+//   - A directory is implied by the objects below it: "a/b/c" makes "a" and
+//     "a/b" directories. A placeholder object "dir/" (as the Cloud console
+//     and gsutil create) makes "dir" a directory, empty if nothing else is
+//     below it; it is never a file named "".
+//   - An object whose name is not a valid fs path (fs.ValidPath fails: an
+//     empty, "." or ".." element, as in "./z", "dot/./e", "x//y",
+//     "up/../f", a leading or trailing "/", or invalid UTF-8) is left out of
+//     listings and cannot be opened: Open and Stat of such a name fail with
+//     fs.ErrInvalid. So is an object named ".", which is the root. The valid prefix above it ("dot", "x", "up") is still
+//     a directory, possibly an empty one.
+//   - Listings (ReadDir, a directory's ReadDir, Glob, fs.WalkDir) never
+//     return ".", "..", "" or a name containing "/".
+//   - When both "a" and "a/b" exist, the object wins: "a" is a file to
+//     Stat, Open, ReadDir of the parent and fs.WalkDir; ReadDir("a") fails
+//     with "not a directory", so a walk never reaches "a/b". Objects below a
+//     shadowed name can still be opened and stat'ed by their full name.
 package gcsfs
 
 import (

@@ -5,12 +5,17 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"io/fs"
+	"math"
+	"math/big"
 	"testing"
 
 	"gocloud.dev/blob/memblob"
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/byterange"
 )
 
 // FuzzFile drives a File with a random sequence of Read, ReadAt, Seek and
@@ -104,4 +109,80 @@ func sameErr(got, want error) bool {
 		return got == nil
 	}
 	return errors.Is(got, want)
+}
+
+// FuzzRanges calls WriteRangeContext, ReadAt and Seek with offsets and
+// lengths anywhere in int64, those near MaxInt64 included (where off+n
+// wraps negative): WriteRangeContext writes exactly the range or fails with
+// fs.ErrInvalid when it is outside the object, never (0, nil) for a
+// non-empty range; ReadAt behaves like bytes.Reader; Seek fails with
+// fs.ErrInvalid when the position is negative or overflows. The seed
+// corpus runs in `make test`.
+func FuzzRanges(f *testing.F) {
+	const M = math.MaxInt64
+	for _, s := range [][3]int64{
+		{0, 1000, 0}, {999, 1, 1}, {1000, 0, 2}, {M - 5, 10, 0}, {M, 1, 1}, {5, M, 2},
+		{M, M, 1}, {-1, 5, 0}, {math.MinInt64, 1, 2}, {M - 999, 1000, 1},
+	} {
+		f.Add(s[0], s[1], uint8(s[2]))
+	}
+	data := gcsfstest.Data(1000, 5)
+	bucket := memblob.OpenBucket(nil)
+	defer bucket.Close()
+	ctx := context.Background()
+	if err := bucket.WriteAll(ctx, "obj", data, nil); err != nil {
+		f.Fatal(err)
+	}
+	fsys, err := gcsfs.New(ctx, bucket, &gcsfs.Options{BlockSize: 64, MaxPrefetch: 256, MinPartSize: 32, PrefetchBudget: 4096})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer fsys.Close()
+	f.Fuzz(func(t *testing.T, off, n int64, whence uint8) {
+		file, err := fsys.OpenContext(ctx, "obj")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		var buf bytes.Buffer
+		got, err := file.WriteRangeContext(ctx, &buf, off, n)
+		if byterange.Within(off, n, int64(len(data))) {
+			if err != nil || got != n || !bytes.Equal(buf.Bytes(), data[off:off+n]) {
+				t.Fatalf("WriteRangeContext(%d, %d) = %d, %v", off, n, got, err)
+			}
+		} else if got != 0 || !errors.Is(err, fs.ErrInvalid) {
+			t.Fatalf("WriteRangeContext(%d, %d) = %d, %v; want fs.ErrInvalid", off, n, got, err)
+		}
+
+		p, q := make([]byte, n&1023), make([]byte, n&1023)
+		gn, gerr := file.ReadAt(p, off)
+		if off < 0 {
+			if !errors.Is(gerr, fs.ErrInvalid) {
+				t.Fatalf("ReadAt(%d) = %d, %v; want fs.ErrInvalid", off, gn, gerr)
+			}
+		} else {
+			wn, werr := bytes.NewReader(data).ReadAt(q, off)
+			if len(p) == 0 {
+				wn, werr = 0, nil
+			}
+			if gn != wn || !bytes.Equal(p[:gn], q[:wn]) || !sameErr(gerr, werr) {
+				t.Fatalf("ReadAt(%d bytes at %d) = %d, %v; want %d, %v", len(p), off, gn, gerr, wn, werr)
+			}
+		}
+
+		w := int(whence % 3)
+		if _, err := file.Seek(n, io.SeekStart); err != nil && n >= 0 {
+			t.Fatalf("Seek(%d, start) = %v", n, err)
+		}
+		base := map[int]*big.Int{io.SeekStart: big.NewInt(0), io.SeekCurrent: big.NewInt(max(n, 0)), io.SeekEnd: big.NewInt(int64(len(data)))}[w]
+		want := new(big.Int).Add(base, big.NewInt(off))
+		pos, err := file.Seek(off, w)
+		if want.Sign() < 0 || !want.IsInt64() {
+			if !errors.Is(err, fs.ErrInvalid) {
+				t.Fatalf("Seek(%d, %d) from %v = %d, %v; want fs.ErrInvalid", off, w, base, pos, err)
+			}
+		} else if err != nil || pos != want.Int64() {
+			t.Fatalf("Seek(%d, %d) from %v = %d, %v; want %v", off, w, base, pos, err, want)
+		}
+	})
 }

@@ -15,6 +15,8 @@ import (
 	"gocloud.dev/gcp"
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/option"
+
+	"github.com/zonalread/zonalread/mrdpool"
 )
 
 // ErrNoCredentials is wrapped by Open's error for a gs:// bucket when no
@@ -52,6 +54,10 @@ func openGCS(ctx context.Context, u *url.URL, o *Options) (*blob.Bucket, func(),
 		// A server that takes the request and never answers.
 		tr.ResponseHeaderTimeout = o.StallTimeout
 	}
+	// Every response is checked against the generation its read pinned,
+	// and a 200 that ignored Range is cut to the range (see
+	// mrdpool.CheckingTransport): the storage client does neither.
+	checked := &mrdpool.CheckingTransport{Base: tr}
 	var hc *gcp.HTTPClient
 	var bopts gcsblob.Options
 	switch {
@@ -59,17 +65,17 @@ func openGCS(ctx context.Context, u *url.URL, o *Options) (*blob.Bucket, func(),
 		// gcsblob talks to STORAGE_EMULATOR_HOST without authentication
 		// (through http.DefaultClient unless told otherwise); the gRPC
 		// client dials STORAGE_EMULATOR_HOST_GRPC insecurely.
-		hc = gcp.NewAnonymousHTTPClient(tr)
+		hc = gcp.NewAnonymousHTTPClient(checked)
 		bopts.ClientOptions = []option.ClientOption{option.WithHTTPClient(&hc.Client)}
 	case anonymous:
-		hc = gcp.NewAnonymousHTTPClient(tr)
+		hc = gcp.NewAnonymousHTTPClient(checked)
 		o.ClientOptions = append(o.ClientOptions, option.WithoutAuthentication())
 	default:
 		creds, err := google.FindDefaultCredentials(ctx, storage.ScopeReadOnly)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", ErrNoCredentials, err)
 		}
-		if hc, err = gcp.NewHTTPClient(tr, creds.TokenSource); err != nil {
+		if hc, err = gcp.NewHTTPClient(checked, creds.TokenSource); err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", ErrNoCredentials, err)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zonalread/zonalread/internal/byterange"
 )
 
 // fakeBackend serves an in-memory object. Its downloaders can be told to
@@ -59,8 +61,8 @@ type fakeDownloader struct {
 func (d *fakeDownloader) Add(ctx context.Context, w io.Writer, off, n int64, done func(error)) {
 	d.b.adds.Add(1)
 	d.ranges.Add(1)
-	if off < 0 || off+n > int64(len(d.b.data)) {
-		panic(fmt.Sprintf("range [%d,%d) reached the downloader", off, off+n))
+	if !byterange.Within(off, n, int64(len(d.b.data))) {
+		panic(fmt.Sprintf("range of %d bytes at %d reached the downloader", n, off))
 	}
 	d.b.mu.Lock()
 	if d.b.dropAll {

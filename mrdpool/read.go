@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/zonalread/zonalread/internal/byterange"
 )
 
 // ErrChecksum is wrapped by a Downloader's error for a range whose data
@@ -31,12 +33,15 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrRange, off)
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err // fetch nothing for a caller that has gone
+	}
 	info, err := p.Info(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if off+n > info.Size {
-		return 0, fmt.Errorf("%w: [%d, %d) of a %d-byte object", ErrRange, off, off+n, info.Size)
+	if !byterange.Within(off, n, info.Size) {
+		return 0, fmt.Errorf("%w: %d bytes at %d of a %d-byte object", ErrRange, n, off, info.Size)
 	}
 	if n == 0 {
 		return 0, nil

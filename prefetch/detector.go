@@ -1,5 +1,7 @@
 package prefetch
 
+import "github.com/zonalread/zonalread/internal/byterange"
+
 // Detector decides, read by read, whether a reader is sequential and how far
 // ahead to prefetch. It does no I/O and keeps no data: the Engine feeds it
 // the (offset, size) of each read and acts on its Decisions, so its
@@ -58,7 +60,12 @@ func (d *Detector) Observe(off, n int64) Decision {
 		return Decision{Sequential: off == d.next, Window: d.window}
 	}
 	seq := d.next >= 0 && off == d.next
-	d.next = off + n
+	// A read that ends past MaxInt64 cannot be followed: no read starts
+	// there, so the next read breaks the run.
+	d.next = -1
+	if end, ok := byterange.End(off, n); ok {
+		d.next = end
+	}
 	if !seq {
 		reset := d.streak > 0
 		d.streak, d.window = 1, 0
@@ -74,7 +81,12 @@ func (d *Detector) Observe(off, n int64) Decision {
 	case d.window == 0:
 		d.window = min(max(n, d.BlockSize), d.MaxPrefetch)
 	default:
-		d.window = min(2*d.window, d.MaxPrefetch)
+		// Compared by halves: 2*d.window could overflow.
+		if d.window <= d.MaxPrefetch/2 {
+			d.window *= 2
+		} else {
+			d.window = d.MaxPrefetch
+		}
 	}
 	return Decision{Sequential: true, Window: d.window}
 }

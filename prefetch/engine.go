@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zonalread/zonalread/directbuf"
+	"github.com/zonalread/zonalread/internal/byterange"
 )
 
 // Fetcher reads byte ranges of one object. mrdpool.Pool is one.
@@ -266,7 +267,10 @@ func (e *Engine) plan(off, n int64) (*readPlan, error) {
 // topUpLocked keeps [end, end+window) prefetched: when less than half of
 // it is, it fetches the rest in one chunk.
 func (e *Engine) topUpLocked(end, window int64) {
-	target := min(end+window, e.size)
+	target := e.size
+	if t, ok := byterange.End(end, window); ok {
+		target = min(t, e.size)
+	}
 	have := end
 	if k := len(e.chunks); k > 0 {
 		have = max(have, e.chunks[k-1].end())
@@ -381,8 +385,8 @@ func (e *Engine) serve(ctx context.Context, rp *readPlan, p []byte, off int64) e
 // (ReadFile, WriteTo). The range must lie inside the object. It counts in
 // Stats as asked and fetched bytes.
 func (e *Engine) ReadDirect(ctx context.Context, p []byte, off int64) error {
-	if off < 0 || off+int64(len(p)) > e.size {
-		return fmt.Errorf("prefetch: range [%d, %d) outside the %d-byte object: %w", off, off+int64(len(p)), e.size, fs.ErrInvalid)
+	if !byterange.Within(off, int64(len(p)), e.size) {
+		return fmt.Errorf("prefetch: range of %d bytes at %d outside the %d-byte object: %w", len(p), off, e.size, fs.ErrInvalid)
 	}
 	if e.isClosed() {
 		return errClosed()

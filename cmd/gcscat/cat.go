@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -106,7 +108,12 @@ func catAll(ctx context.Context, cache *fsCache, urls []objectURL, br byteRange,
 			return err
 		}
 		if err := catOne(ctx, fsys.FS, cache.opts, u, br, stdout, stderr); err != nil {
-			return objErr(u.String(), err)
+			if errors.Is(err, fs.ErrNotExist) {
+				if info, serr := fsys.StatContext(ctx, u.name); serr == nil && info.IsDir() {
+					return objErr(u.String(), errIsDir)
+				}
+			}
+			return fsys.notFound(ctx, u, err)
 		}
 	}
 	return nil
@@ -202,7 +209,11 @@ func parseRange(s string) (byteRange, error) {
 		if v == "" || strings.TrimLeft(v, "0123456789") != "" {
 			return 0, fmt.Errorf("%q is not a byte offset", v)
 		}
-		return strconv.ParseInt(v, 10, 64)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s is too large for a byte offset (the largest is %d)", v, int64(math.MaxInt64))
+		}
+		return n, nil
 	}
 	if first == "" {
 		n, err := num(last)

@@ -132,9 +132,9 @@ func TestCatErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"gs://bkt/nope.txt"}, 1, "gcscat: gs://bkt/nope.txt: no such object\n"},
-		{[]string{"gs://bkt/dir"}, 1, "gcscat: gs://bkt/dir: no such object\n"},
+		{[]string{"gs://bkt/dir"}, 1, "gcscat: gs://bkt/dir: is a directory (a prefix), not an object: list it with gcscat ls\n"},
 		{[]string{"gs://nobucket/x"}, 1, "gcscat: gs://nobucket: no such bucket\n"},
-		{[]string{"--zonal", "off", "gs://nobucket/x"}, 1, "gcscat: gs://nobucket/x: no such object\n"},
+		{[]string{"--zonal", "off", "gs://nobucket/x"}, 1, "gcscat: gs://nobucket: no such bucket\n"},
 		{[]string{"-r", "99999999-", "gs://bkt/big.bin"}, 1, "gcscat: gs://bkt/big.bin: range start 99999999 is past the end of the object (5255225 bytes)\n"},
 		{[]string{"-r", "26-30", "gs://bkt/small.txt"}, 1, "range start 26 is past the end of the object (26 bytes)"},
 		{[]string{"-r", "1-", "gs://bkt/empty"}, 1, "range start 1 is past the end of the object (0 bytes)"},

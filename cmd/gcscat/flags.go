@@ -10,6 +10,9 @@ import (
 	"github.com/zonalread/zonalread/gcsfs"
 )
 
+// minWindow is the smallest --block-size and --max-prefetch accepted.
+const minWindow = 64 << 10
+
 // readFlags are the flags of the commands that read object data (cat,
 // bench): the gcsfs.Options knobs, the backend choice and --stats.
 type readFlags struct {
@@ -29,10 +32,10 @@ func (r *readFlags) register(f *flagSet, prefetch bool) {
 	f.IntVar(&r.poolSize, "pool-size", 0, "`n` downloaders (streams) one open object may use at once (0: gcsfs default, 8)")
 	f.IntVar(&r.concurrency, "concurrency", 0, "split one logical read into `n` ranges (0: gcsfs default, 8)")
 	if prefetch {
-		f.Var(&r.blockSize, "block-size", "smallest prefetch window `size`, e.g. 1MiB (0: gcsfs default, 1 MiB)")
-		f.Var(&r.maxPrefetch, "max-prefetch", "largest prefetch window `size`, e.g. 64MiB (0: gcsfs default, 64 MiB)")
+		f.Var(&r.blockSize, "block-size", "smallest prefetch window `size`, at least 64KiB, e.g. 1MiB (0: gcsfs default, 1 MiB)")
+		f.Var(&r.maxPrefetch, "max-prefetch", "largest prefetch window `size`, at least 64KiB, e.g. 64MiB (0: gcsfs default, 64 MiB)")
 	} else {
-		f.Var(&r.maxPrefetch, "max-prefetch", "`size` of the windows fetched in parallel, e.g. 64MiB (0: gcsfs default, 64 MiB)")
+		f.Var(&r.maxPrefetch, "max-prefetch", "`size` of the windows fetched in parallel, at least 64KiB, e.g. 64MiB (0: gcsfs default, 64 MiB)")
 	}
 	f.StringVar(&r.zonal, "zonal", "auto", "read backend `mode`: auto (ask the bucket), on (gRPC multi-range downloaders), off (ranged reads);\na ?zonal= query parameter in the URL wins over this flag")
 	f.BoolVar(&r.grpc, "grpc", false, "read object data over the gRPC API (bidi multi-range downloaders) whatever the bucket\nreports; the same as --zonal on (listing and metadata stay on the JSON API)")
@@ -47,6 +50,14 @@ func (r *readFlags) options(f *flagSet) (gcsfs.Options, error) {
 	}
 	if r.concurrency < 0 {
 		return o, f.usageErr("--concurrency must not be negative, got %d", r.concurrency)
+	}
+	// 0 means the gcsfs default; anything under minWindow would cut reads
+	// into tiny requests (--max-prefetch 1 is one request per byte).
+	if r.blockSize != 0 && r.blockSize < minWindow {
+		return o, f.usageErr("--block-size must be at least %s (or 0 for the default), got %d bytes", humanBytes(minWindow), int64(r.blockSize))
+	}
+	if r.maxPrefetch != 0 && r.maxPrefetch < minWindow {
+		return o, f.usageErr("--max-prefetch must be at least %s (or 0 for the default), got %d bytes", humanBytes(minWindow), int64(r.maxPrefetch))
 	}
 	z, ok := gcsfs.ParseZonal(r.zonal)
 	if !ok {

@@ -81,9 +81,12 @@ func (l *lister) list(cache *fsCache, u objectURL) error {
 	if strings.ContainsAny(u.name, `*?[\`) {
 		matches, err := fsys.Glob(u.name)
 		if err != nil {
-			return objErr(u.String(), err)
+			return fsys.notFound(l.ctx, u, err)
 		}
 		if len(matches) == 0 {
+			if fsys.bucketMissing(l.ctx) {
+				return errNoBucket(u)
+			}
 			return objErr(u.String(), errors.New("no objects match"))
 		}
 		for _, m := range matches {
@@ -102,7 +105,10 @@ func (l *lister) list(cache *fsCache, u objectURL) error {
 		// An object lists as itself.
 		info, serr := fsys.StatContext(l.ctx, u.name)
 		if serr != nil || info.IsDir() {
-			if errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(serr, fs.ErrNotExist) {
+				if fsys.bucketMissing(l.ctx) {
+					return errNoBucket(u)
+				}
 				return objErr(u.String(), errors.New("no such object or prefix"))
 			}
 			return objErr(u.String(), err)
@@ -203,7 +209,7 @@ func statOne(ctx context.Context, cache *fsCache, u objectURL, w io.Writer) erro
 	}
 	info, err := fsys.StatContext(ctx, u.name)
 	if err != nil {
-		return objErr(u.String(), err)
+		return fsys.notFound(ctx, u, err)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	if info.IsDir() {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"cloud.google.com/go/storage"
 	"golang.org/x/oauth2"
 
 	"github.com/zonalread/zonalread/gcsfs"
@@ -157,8 +158,10 @@ func (o objectURL) bucketLabel() string {
 // openedFS is an FS gcscat opened, with what closes it.
 type openedFS struct {
 	*gcsfs.FS
-	label  string
-	closer func() error
+	label      string
+	bucketName string // gs: the bucket's name
+	dir        string // file: the directory
+	closer     func() error
 }
 
 // fsCache opens one FS per bucket for a command and closes them all.
@@ -227,11 +230,56 @@ func openFS(ctx context.Context, o objectURL, opts gcsfs.Options, readsData bool
 		case errors.Is(err, gcsfs.ErrNoCredentials):
 			return nil, &credentialsError{err: err}
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("%s: no such bucket", o.bucketLabel())
+			return nil, errNoBucket(o)
+		case o.scheme == "file":
+			if _, serr := os.Stat(o.bucket); errors.Is(serr, fs.ErrNotExist) {
+				return nil, errNoBucket(o)
+			}
 		}
 		return nil, err
 	}
-	return &openedFS{FS: f, label: o.bucketLabel(), closer: f.Close}, nil
+	of := &openedFS{FS: f, label: o.bucketLabel(), closer: f.Close}
+	if o.scheme == "file" {
+		of.dir = o.bucket
+	} else {
+		of.bucketName = o.bucket
+	}
+	return of, nil
+}
+
+// errIsDir is cat's error for a URL that names a prefix.
+var errIsDir = errors.New("is a directory (a prefix), not an object: list it with gcscat ls")
+
+// notFound returns err about u, named by its URL; when err says something
+// does not exist and the bucket itself is missing, it says so instead, in
+// the same words for every command: "gs://b: no such bucket".
+func (o *openedFS) notFound(ctx context.Context, u objectURL, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, fs.ErrNotExist) && o.bucketMissing(ctx) {
+		return errNoBucket(u)
+	}
+	return objErr(u.String(), err)
+}
+
+func errNoBucket(u objectURL) error { return fmt.Errorf("%s: no such bucket", u.bucketLabel()) }
+
+// bucketMissing asks whether the FS's bucket does not exist: a gs://
+// bucket through its storage client's bucket metadata (a listing or an
+// object read of a missing bucket is a plain 404), a file:// one by its
+// directory.
+func (o *openedFS) bucketMissing(ctx context.Context) bool {
+	var c *storage.Client
+	if o.bucketName != "" && o.Bucket().As(&c) {
+		_, err := c.Bucket(o.bucketName).Attrs(ctx)
+		return errors.Is(err, storage.ErrBucketNotExist)
+	}
+	if o.dir != "" {
+		st, err := os.Stat(o.dir)
+		return err != nil || !st.IsDir()
+	}
+	return false
 }
 
 // credentialsError is a failed lookup of Application Default Credentials.

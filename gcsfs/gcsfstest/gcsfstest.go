@@ -42,6 +42,7 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		fn   func(*testing.T, Harness)
 	}{
 		{"TestFS", testFSTest},
+		{"Names", testNames},
 		{"ReadFileSizes", testReadFileSizes},
 		{"SequentialRead", testSequentialRead},
 		{"IOTestReader", testIOTestReader},

@@ -573,7 +573,7 @@ func (b *bidiStream) startRanges(req protoreflect.Message, active *int) error {
 			n = size - off
 		}
 		f, faulted := b.g.ep.faults.next(b.obj.Name)
-		if faulted && (f.Kind < Fault503 || f.Kind > lastFault) {
+		if faulted && (f.Kind < Fault503 || f.Kind > lastGRPCFault) {
 			faulted = false
 		}
 		*active++

@@ -113,6 +113,10 @@ func (h *shaper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.firstByte(ctx) != nil {
 		return
 	}
+	if r.Header.Get("Range") != "" && h.ep.faults.take(object, FaultIgnoreRange) {
+		h.ep.c.faults[FaultIgnoreRange].Add(1)
+		r.Header.Del("Range")
+	}
 	sw := &shapedWriter{rw: w, h: h, ctx: ctx, st: st, object: object, limit: -1}
 	h.next.ServeHTTP(sw, r)
 	if !sw.cut {
@@ -230,6 +234,13 @@ func (w *shapedWriter) WriteHeader(code int) {
 	}
 	f, ok := w.h.ep.faults.next(w.object)
 	if !ok {
+		w.rw.WriteHeader(code)
+		return
+	}
+	if f.Kind == FaultWrongGeneration {
+		w.h.ep.c.faults[f.Kind].Add(1)
+		g, _ := strconv.ParseInt(w.rw.Header().Get("X-Goog-Generation"), 10, 64)
+		w.rw.Header().Set("X-Goog-Generation", strconv.FormatInt(g+1, 10))
 		w.rw.WriteHeader(code)
 		return
 	}

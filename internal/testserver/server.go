@@ -351,7 +351,17 @@ func (s *Server) GRPCClient(ctx context.Context) (*storage.Client, error) {
 // client it builds, so the bucket's idle connections stay open until
 // Server.Close drops them.
 func (s *Server) OpenBucket(ctx context.Context, name string) (*blob.Bucket, error) {
-	hc := &gcp.HTTPClient{Client: http.Client{Transport: s.newTransport()}}
+	return s.OpenBucketThrough(ctx, name, nil)
+}
+
+// OpenBucketThrough is OpenBucket with the client's transport wrapped by
+// wrap (nil: not wrapped), e.g. in an mrdpool.CheckingTransport.
+func (s *Server) OpenBucketThrough(ctx context.Context, name string, wrap func(http.RoundTripper) http.RoundTripper) (*blob.Bucket, error) {
+	var tr http.RoundTripper = s.newTransport()
+	if wrap != nil {
+		tr = wrap(tr)
+	}
+	hc := &gcp.HTTPClient{Client: http.Client{Transport: tr}}
 	b, err := gcsblob.OpenBucket(ctx, hc, name, &gcsblob.Options{ClientOptions: s.httpClientOptions()})
 	if err != nil {
 		return nil, fmt.Errorf("testserver: open bucket %s: %w", name, err)

@@ -64,8 +64,16 @@ const (
 	// FaultCorrupt (gRPC only) flips one byte of the range at AfterBytes but
 	// sends the CRC32C of the true data, as a bad link would.
 	FaultCorrupt
+	// FaultIgnoreRange (HTTP only) answers a ranged media GET with 200 and
+	// the whole object, as a server or proxy that ignores Range does.
+	FaultIgnoreRange
+	// FaultWrongGeneration (HTTP only) answers with an X-Goog-Generation
+	// header one above the object's, as a server that ignored the
+	// generation a read asked for would after an overwrite.
+	FaultWrongGeneration
 
-	lastFault = FaultCorrupt
+	lastGRPCFault = FaultCorrupt
+	lastFault     = FaultWrongGeneration
 )
 
 // String names the fault kind, as Stats.Faults keys print.
@@ -83,6 +91,10 @@ func (k FaultKind) String() string {
 		return "fatal"
 	case FaultCorrupt:
 		return "corrupt"
+	case FaultIgnoreRange:
+		return "ignore-range"
+	case FaultWrongGeneration:
+		return "wrong-generation"
 	}
 	return "unknown"
 }
@@ -128,12 +140,23 @@ func (f *faults) clear() {
 }
 
 // next returns the fault to inject into a response for object, if any,
-// consuming one use of a counted rule.
+// consuming one use of a counted rule. FaultIgnoreRange rules are left to
+// take, which the HTTP endpoint calls before the response is made.
 func (f *faults) next(object string) (Fault, bool) {
+	return f.pick(object, func(k FaultKind) bool { return k != FaultIgnoreRange })
+}
+
+// take is next for the rules of one kind only.
+func (f *faults) take(object string, kind FaultKind) bool {
+	_, ok := f.pick(object, func(k FaultKind) bool { return k == kind })
+	return ok
+}
+
+func (f *faults) pick(object string, match func(FaultKind) bool) (Fault, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, r := range f.rules {
-		if r.Object != "" && r.Object != object {
+		if (r.Object != "" && r.Object != object) || !match(r.Kind) {
 			continue
 		}
 		if r.Times > 0 {
