@@ -387,9 +387,17 @@ func BenchmarkPool(b *testing.B) {
 // replaced, and once the server answers again the next read is whole.
 func TestBackendStallReplacesDownloader(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend, r *rig) {
-		b.ep(r).AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 64 << 10, Times: 1})
-		p := mrdpool.New(b.make(r), &mrdpool.Options{StallTimeout: 300 * time.Millisecond, PoolSize: 1})
+		// Warm the client's connection with a pool that has no stall
+		// bound (a first gRPC open takes over a second on a loaded
+		// machine), then open the one downloader before the fault, so the
+		// stall can only be the server's.
+		warm := mrdpool.New(b.make(r), &mrdpool.Options{StallTimeout: -1})
+		checkRange(t, r, warm, 0, 1)
+		warm.Close()
+		p := mrdpool.New(b.make(r), &mrdpool.Options{StallTimeout: time.Second, PoolSize: 1})
 		defer p.Close()
+		checkRange(t, r, p, 0, 1)
+		b.ep(r).AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 64 << 10, Times: 1})
 		_, err := p.ReadAt(context.Background(), make([]byte, 1<<20), 0)
 		if !errors.Is(err, mrdpool.ErrStalled) {
 			t.Fatalf("read of a stalled range: err = %v, want ErrStalled", err)

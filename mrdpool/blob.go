@@ -113,6 +113,9 @@ type blobDownloader struct {
 	info   ObjectInfo
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
+
+	mu     sync.Mutex // orders Add's wg.Add before Close's wg.Wait
+	closed bool
 	wg     sync.WaitGroup
 }
 
@@ -120,13 +123,25 @@ func (d *blobDownloader) Err() error { return nil }
 
 // Close cancels ranges in flight and waits for them to end.
 func (d *blobDownloader) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
 	return nil
 }
 
+// Add starts the range in its own goroutine; on a closed downloader it
+// calls done at once with an error wrapping fs.ErrClosed.
 func (d *blobDownloader) Add(ctx context.Context, w io.Writer, off, n int64, done func(error)) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		done(fmt.Errorf("mrdpool: range reader of %q closed: %w", d.b.key, fs.ErrClosed))
+		return
+	}
 	d.wg.Add(1)
+	d.mu.Unlock()
 	go func() {
 		defer d.wg.Done()
 		ctx, cancel := context.WithCancel(ctx)

@@ -37,11 +37,19 @@ func (s *syncBuffer) String() string {
 // fresh downloader.
 func TestStallFailsRangeAndReplacesDownloader(t *testing.T) {
 	data := testData(10000)
-	b := &fakeBackend{data: data, shareable: true, dropAll: true}
+	b := &fakeBackend{data: data, shareable: true}
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p := New(b, &Options{StallTimeout: 50 * time.Millisecond, Logger: logger, Object: "stall-obj"})
 	defer p.Close()
+	// Open the downloader first: on a loaded machine a slow open must not
+	// stand in for the stall under test.
+	if _, err := p.ReadAt(context.Background(), make([]byte, 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.dropAll = true
+	b.mu.Unlock()
 	_, err := p.ReadAt(context.Background(), make([]byte, 100), 10)
 	if !errors.Is(err, ErrStalled) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stalled range: err = %v, want ErrStalled and not DeadlineExceeded", err)
