@@ -22,6 +22,7 @@ package dataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"golang.org/x/sync/errgroup"
 )
 
 // MetadataFetch says how the executor resolves file footers.
@@ -141,9 +143,7 @@ type Dataset struct {
 	opts  ReadOptions
 	ops   []*operator
 
-	schemaOnce sync.Once
-	schema     *arrow.Schema
-	schemaErr  error
+	schema *arrow.Schema // unified from the footers by ReadParquet
 
 	footers *footerCache // shared by the datasets derived from one ReadParquet
 }
@@ -167,11 +167,23 @@ func (c *footerCache) put(name string, md *metadata.FileMetaData) {
 	c.m[name] = md
 }
 
-// ReadParquet plans a read of the files of fsys matching pattern
-// (path.Match syntax, as fs.Glob). It lists the files and does no other
-// I/O; footers are read when the dataset runs (or by Schema). It fails with
-// an error wrapping fs.ErrNotExist when nothing matches.
+// footerReaders is how many footers ReadParquet reads at once.
+const footerReaders = 8
+
+// ReadParquet is ReadParquetContext with context.Background().
 func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
+	return ReadParquetContext(context.Background(), fsys, pattern, opts)
+}
+
+// ReadParquetContext plans a read of the files of fsys matching pattern
+// (path.Match syntax, as fs.Glob). It lists the files and reads every
+// footer (one ranged read of each file's tail, footerReaders at a time) to
+// compute the dataset's schema before any data is read; it fails with an
+// error wrapping fs.ErrNotExist when nothing matches, ErrSchemaConflict
+// when files disagree (see the package doc), or the footer's error when
+// more files are unreadable than MaxErroredBlocks allows (unreadable files
+// are skipped by executions, each counted as one errored block).
+func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
 	files, err := fs.Glob(fsys, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %q: %w", pattern, err)
@@ -186,38 +198,67 @@ func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
 	slices.Sort(regular)
-	return &Dataset{fsys: fsys, files: regular, opts: opts.normalize(), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}, nil
+	d := &Dataset{fsys: fsys, files: regular, opts: opts.normalize(), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
+	if d.schema, err = d.unifiedSchema(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// unifiedSchema reads every footer (caching them) and unifies the files'
+// projected schemas.
+func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
+	cols := make([]*fileColumns, len(d.files))
+	errs := make([]error, len(d.files))
+	var g errgroup.Group
+	g.SetLimit(footerReaders)
+	for i, name := range d.files {
+		g.Go(func() error {
+			src, err := openSource(d.fsys, name)
+			if err != nil {
+				errs[i] = fmt.Errorf("dataset: open %s: %w", name, err)
+				return nil
+			}
+			defer src.c.Close()
+			md, err := readFooter(ctx, src)
+			if err == nil {
+				d.footers.put(src.cacheKey(), md)
+				cols[i], err = projectFile(name, md, d.opts.Columns)
+			}
+			errs[i] = err
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var good []*fileColumns
+	var names []string
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			if failed++; d.opts.MaxErroredBlocks >= 0 && failed > d.opts.MaxErroredBlocks {
+				return nil, err
+			}
+			continue
+		}
+		good, names = append(good, cols[i]), append(names, d.files[i])
+	}
+	if len(good) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	return unify(names, good, d.opts.Columns)
 }
 
 // Files returns the files the dataset reads, sorted.
 func (d *Dataset) Files() []string { return slices.Clone(d.files) }
 
-// Schema returns the schema of the dataset's blocks before operators, from
-// the first file's footer (one ranged read, cached); it never starts an
-// execution.
-func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) {
-	d.schemaOnce.Do(func() {
-		src, err := openSource(d.fsys, d.files[0])
-		if err != nil {
-			d.schemaErr = err
-			return
-		}
-		defer src.c.Close()
-		md, err := readFooter(ctx, src)
-		if err != nil {
-			d.schemaErr = err
-			return
-		}
-		f, err := resolve(src, md, d.opts.Columns)
-		if err != nil {
-			d.schemaErr = err
-			return
-		}
-		d.schema = f.schema
-	})
-	return d.schema, d.schemaErr
-}
+// Schema returns the schema of every block the dataset hands out before
+// operators: the unified schema ReadParquet computed from the footers. It
+// does no I/O.
+func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) { return d.schema, nil }
 
 func (d *Dataset) with(op *operator) *Dataset {
-	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers}
+	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema}
 }

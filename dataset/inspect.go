@@ -38,11 +38,15 @@ func Inspect(ctx context.Context, fsys fs.FS, name string) (*FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := resolve(src, md, nil)
+	fc, err := projectFile(name, md, nil)
 	if err != nil {
 		return nil, err
 	}
-	info := &FileInfo{Name: name, Size: src.size, NumRows: md.NumRows, CreatedBy: md.GetCreatedBy(), Schema: f.schema}
+	sc, err := unify([]string{name}, []*fileColumns{fc}, nil)
+	if err != nil {
+		return nil, err
+	}
+	info := &FileInfo{Name: name, Size: src.size, NumRows: md.NumRows, CreatedBy: md.GetCreatedBy(), Schema: sc}
 	for i := range md.NumRowGroups() {
 		rg := md.RowGroup(i)
 		ri := RowGroupInfo{Rows: rg.NumRows()}
