@@ -235,37 +235,41 @@ func form(ctx context.Context, it blockSource, o *BatchOptions, send func(batchR
 	}
 }
 
-// concat joins records of one schema into one.
+// concat joins records into one with the first record's schema, taking
+// each column by name (never by position); a record lacking a column, or
+// holding it with another type, is an error.
 func concat(recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
 	if len(recs) == 1 {
 		recs[0].Retain()
 		return recs[0], nil
 	}
 	sc := recs[0].Schema()
-	cols := make([]arrow.Array, sc.NumFields())
+	cols := make([]arrow.Array, 0, sc.NumFields())
+	defer func() {
+		for _, a := range cols {
+			a.Release()
+		}
+	}()
 	var n int64
 	for _, r := range recs {
 		n += r.NumRows()
 	}
-	for c := range cols {
+	for _, f := range sc.Fields() {
 		parts := make([]arrow.Array, len(recs))
 		for i, r := range recs {
-			parts[i] = r.Column(c)
+			idx := r.Schema().FieldIndices(f.Name)
+			if len(idx) != 1 || !arrow.TypeEqual(r.Column(idx[0]).DataType(), f.Type) {
+				return nil, fmt.Errorf("dataset: batching: %w: blocks disagree on column %q (%s vs %s)", ErrSchemaConflict, f.Name, sc, r.Schema())
+			}
+			parts[i] = r.Column(idx[0])
 		}
 		a, err := array.Concatenate(parts, memory.DefaultAllocator)
 		if err != nil {
-			for _, x := range cols[:c] {
-				x.Release()
-			}
 			return nil, fmt.Errorf("dataset: batching: %w", err)
 		}
-		cols[c] = a
+		cols = append(cols, a)
 	}
-	rec := array.NewRecordBatch(sc, cols, n)
-	for _, a := range cols {
-		a.Release()
-	}
-	return rec, nil
+	return array.NewRecordBatch(sc, cols, n), nil
 }
 
 // take reorders rec's rows by perm.
