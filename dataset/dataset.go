@@ -18,6 +18,45 @@
 // and reused; a read task fetches the byte ranges of its projected column
 // chunks in as few ranged reads as possible (neighbours coalesced) before
 // decoding, instead of one small ReadAt per page.
+//
+// # Schema
+//
+// ReadParquet reads every footer and computes one schema for the dataset
+// before any data is read; Schema returns it and every block has exactly
+// it (nested leaf projection included). The rules:
+//   - Columns are matched by name, never by position: files may order them
+//     differently.
+//   - Without Columns, the fields are every top-level field of any file, in
+//     order of first appearance (files sorted by name). With Columns, they
+//     follow Columns: a name selects a top-level field whole (a struct,
+//     list or map included), a dotted path ("s.min") selects a nested leaf
+//     and its field is the struct holding only the selected leaves. A name
+//     no file has is an error.
+//   - A column some file lacks is read as nulls for that file's rows, and
+//     its field is nullable.
+//   - int32 and int64 read as int64, float32 and float64 as float64; a struct
+//     is the union of its versions' children, merged by the same rules. Any
+//     other difference is an error wrapping ErrSchemaConflict that names the
+//     column and both files.
+//
+// # Untrusted files
+//
+// A footer is untrusted input: its length, its Thrift structure (every
+// element count and length against the bytes left) and every row count,
+// column-chunk offset and length (against the file size, overflow-safe) are
+// checked before anything is allocated from them, and a row group must
+// decode to the rows its footer claims. Violations wrap ErrCorrupt; valid
+// files using features this package cannot read (encryption, the LZ4 Hadoop
+// codec) wrap ErrUnsupported. With MaxErroredBlocks, an unreadable file
+// counts as one errored block and its rows are skipped.
+//
+// # Failure
+//
+// A cancelled or expired context ends Iter, Batches and every split with an
+// error wrapping the context's; a panic in a Map, Filter or Collate function
+// ends the execution with a *PanicError; a split abandoned without Close
+// fails the others with ErrSplitAbandoned after SplitOptions.AbandonTimeout.
+// No iterator reports a clean end it did not reach.
 package dataset
 
 import (
@@ -62,8 +101,9 @@ func (m MetadataFetch) String() string {
 
 // ReadOptions configure ReadParquet. A nil *ReadOptions means the defaults.
 type ReadOptions struct {
-	// Columns projects the read onto these columns (dotted paths for
-	// nested leaves); nil reads every column.
+	// Columns projects the read onto these columns: top-level names, or
+	// dotted paths for nested leaves (see Schema in the package doc); nil
+	// reads every column.
 	Columns []string
 	// TargetBlockBytes merges small row groups of a file into one task up
 	// to this many uncompressed bytes. Default 64 MiB.
@@ -83,9 +123,10 @@ type ReadOptions struct {
 	MemoryBudget int64
 	// MetadataFetch picks Inline or Threaded footer resolution.
 	MetadataFetch MetadataFetch
-	// MaxErroredBlocks is how many failed read tasks are counted and
-	// skipped before the execution fails; 0 fails on the first, negative
-	// never fails.
+	// MaxErroredBlocks is how many failed read tasks and unreadable files
+	// (each one block) are counted and skipped before the execution (or
+	// ReadParquet, for files whose footer fails) fails; 0 fails on the
+	// first, negative never fails. A panic in user code always fails.
 	MaxErroredBlocks int
 	// PreserveOrder emits blocks in file, row-group, row order; otherwise
 	// tasks' blocks interleave as they finish (each task's in order).

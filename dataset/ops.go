@@ -134,9 +134,11 @@ func (d *Dataset) Select(columns ...string) *Dataset {
 	}})
 }
 
-// Limit stops the dataset after n rows: once they have been produced no
-// new reads start and reads in flight are cancelled. Operators added after
-// a Limit run on the limited blocks.
+// Limit stops the dataset after n rows. Once the rows produced (queued,
+// handed over, or held in the PreserveOrder reorder buffer) are enough, no
+// further footer is resolved and no further read task starts, in both
+// metadata modes; once n rows are queued, reads in flight are cancelled.
+// Operators added after a Limit run on the limited blocks.
 func (d *Dataset) Limit(n int64) *Dataset {
 	if n < 0 {
 		panic("dataset: negative Limit")

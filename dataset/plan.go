@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/arrow/util"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -90,6 +91,9 @@ func (t *task) chunkRanges(gap int64) ([]byteRange, error) {
 			cc, err := meta.ColumnChunk(leaf)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, t.f.src.name, err)
+			}
+			if _, err := compress.GetCodec(cc.Compression()); err != nil {
+				return nil, fmt.Errorf("%w: %s: row group %d column %d: %v", ErrUnsupported, t.f.src.name, rg, leaf, err)
 			}
 			r, err := chunkRange(cc, t.f.src.size)
 			if err != nil {
@@ -221,17 +225,7 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 	if len(t.f.leaves) == 0 {
 		return emitNulls(t, batchRows, mem, emit)
 	}
-	pr, err := file.NewParquetReader(fr, file.WithMetadata(t.f.md))
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
-	}
-	// Parallel is off: arrow-go would start one goroutine per column with no
-	// cap; parallelism comes from tasks running on the executor's workers.
-	ar, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: batchRows}, mem)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
-	}
-	rr, err := ar.GetRecordReader(ctx, t.f.leaves, t.rowGroups)
+	rr, err := openRecords(ctx, t, fr, batchRows, mem)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
@@ -266,6 +260,27 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 		return fmt.Errorf("%w: %s: row groups %v decoded %d rows, the footer says %d", ErrCorrupt, name, t.rowGroups, rows, t.rows)
 	}
 	return nil
+}
+
+// openRecords sets arrow-go's record reader up over the fetched bytes; a
+// panic of its setup on a corrupt file is an error.
+func openRecords(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memory.Allocator) (rr pqarrow.RecordReader, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rr, err = nil, fmt.Errorf("reader panic: %v", r)
+		}
+	}()
+	pr, err := file.NewParquetReader(fr, file.WithMetadata(t.f.md))
+	if err != nil {
+		return nil, err
+	}
+	// Parallel is off: arrow-go would start one goroutine per column with no
+	// cap; parallelism comes from tasks running on the executor's workers.
+	ar, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: batchRows}, mem)
+	if err != nil {
+		return nil, err
+	}
+	return ar.GetRecordReader(ctx, t.f.leaves, t.rowGroups)
 }
 
 // emitNulls emits the task's rows as all-null records: the file has none
