@@ -225,6 +225,9 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 	if len(t.f.leaves) == 0 {
 		return emitNulls(t, batchRows, mem, emit)
 	}
+	if err := checkInt96(t, fr); err != nil {
+		return err
+	}
 	rr, err := openRecords(ctx, t, fr, batchRows, mem)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)

@@ -3,11 +3,18 @@ package dataset
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/fstest"
+	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
 // A codec arrow-go cannot decode (LZ4 with the Hadoop framing) and an
@@ -61,4 +68,63 @@ func TestOldParquetMRFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRows(t, collect(t, ds.Iter(context.Background())), idRange(0, 3000), "all")
+}
+
+// INT96 timestamps read as nanoseconds; one that does not fit int64
+// nanoseconds (the year 3000, patched into the page) is ErrUnsupported
+// rather than a corrupt file.
+func TestInt96OutOfRange(t *testing.T) {
+	sc := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, {Name: "ts", Type: arrow.FixedWidthTypes.Timestamp_ns, Nullable: true}}, nil)
+	noon := time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC)
+	rec := jsonRecord(t, sc, fmt.Sprintf(`[{"id": 1, "ts": %d}, {"id": 2, "ts": null}]`, noon.UnixNano()))
+	defer rec.Release()
+	tbl := array.NewTableFromRecords(sc, []arrow.RecordBatch{rec})
+	defer tbl.Release()
+	var buf bytes.Buffer
+	props := parquet.NewWriterProperties(parquet.WithDictionaryDefault(false), parquet.WithStats(false))
+	if err := pqarrow.WriteTable(tbl, &buf, 10, props, pqarrow.NewArrowWriterProperties(pqarrow.WithDeprecatedInt96Timestamps(true))); err != nil {
+		t.Fatal(err)
+	}
+	ok := buf.Bytes()
+	// The INT96 value as the page holds it (PLAIN, uncompressed):
+	// nanoseconds of the day, then the Julian day.
+	const julianEpoch, dayNanos = 2440588, int64(86400e9)
+	v := binary.LittleEndian.AppendUint64(nil, uint64(noon.UnixNano()%dayNanos))
+	v = binary.LittleEndian.AppendUint32(v, uint32(noon.UnixNano()/dayNanos+julianEpoch))
+	if bytes.Count(ok, v) != 1 {
+		t.Fatalf("INT96 value found %d times", bytes.Count(ok, v))
+	}
+	far := bytes.Clone(ok)
+	at := bytes.Index(far, v)
+	binary.LittleEndian.PutUint32(far[at+8:], uint32(time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()/86400+julianEpoch))
+	fsys := fstest.MapFS{"ok.parquet": {Data: ok}, "far.parquet": {Data: far}}
+
+	ds, err := ReadParquet(fsys, "ok.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts := ds.schema.Field(1).Type; ts.ID() != arrow.TIMESTAMP {
+		t.Fatalf("ts read as %s", ts)
+	}
+	it := ds.Iter(context.Background())
+	if !it.Next() {
+		t.Fatal(it.Err())
+	}
+	col := it.Block().Record.Column(1).(*array.Timestamp)
+	if col.Value(0) != arrow.Timestamp(noon.UnixNano()) || !col.IsNull(1) {
+		t.Fatalf("INT96 read as %v", col)
+	}
+	it.Close()
+
+	ds, err = ReadParquet(fsys, "far.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it = ds.Iter(context.Background())
+	for it.Next() {
+	}
+	if err := it.Err(); !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrCorrupt) {
+		t.Fatalf("year 3000 as INT96: %v, want ErrUnsupported", err)
+	}
+	it.Close()
 }
