@@ -25,7 +25,8 @@ type loop struct {
 	requested  int // files whose footer has been requested
 	resolved   int // files whose footer is in
 	results    chan taskResult
-	sources    []*source
+	sources    []*source // open files, closed once their last task is done
+	tasksLeft  []int     // per file: tasks not yet done
 	tasks      []*task
 	next       int // next task to launch
 	running    int
@@ -41,6 +42,7 @@ type loop struct {
 
 type taskResult struct {
 	idx    int
+	file   int
 	blocks []Block
 	est    int64
 	err    error
@@ -55,6 +57,7 @@ func (l *loop) run() {
 	l.results = make(chan taskResult, l.opts.Workers)
 	l.done = map[int]taskResult{}
 	l.sources = make([]*source, len(l.d.files))
+	l.tasksLeft = make([]int, len(l.d.files))
 	it.s.pending.Store(int64(len(l.d.files)))
 	if l.opts.MetadataFetch == Inline {
 		l.fetcher = &inlineFetcher{ctx: l.readCtx, d: l.d}
@@ -92,6 +95,8 @@ func (l *loop) wait() bool {
 		l.addFooter(r)
 	case r := <-l.results:
 		l.running--
+		l.tasksLeft[r.file]--
+		l.closeIfDone(r.file)
 		l.taskDone(r)
 	case out <- head:
 		l.queue = l.queue[1:]
@@ -197,7 +202,18 @@ func (l *loop) addFooter(r footerResult) {
 		return
 	}
 	l.sources[r.idx] = r.f.src
-	l.tasks = append(l.tasks, planTasks(r.f, r.idx, l.opts.TargetBlockBytes)...)
+	planned := planTasks(r.f, r.idx, l.opts.TargetBlockBytes)
+	l.tasksLeft[r.idx] = len(planned)
+	l.tasks = append(l.tasks, planned...)
+	l.closeIfDone(r.idx)
+}
+
+// closeIfDone closes file i once every task of it is done.
+func (l *loop) closeIfDone(i int) {
+	if l.tasksLeft[i] == 0 && l.sources[i] != nil {
+		l.sources[i].c.Close()
+		l.sources[i] = nil
+	}
 }
 
 // blockFailed counts a failed block (a read task or a whole file) and
@@ -283,7 +299,7 @@ func (l *loop) work(idx int, t *task) {
 		s.read.Bytes += b.Meta.SizeBytes
 	}
 	s.mu.Unlock()
-	l.results <- taskResult{idx: idx, blocks: blocks, est: t.estBytes, err: err, st: st}
+	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, err: err, st: st}
 }
 
 // taskDone accounts a finished task and queues its blocks (in task order
