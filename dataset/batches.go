@@ -69,6 +69,7 @@ type Batch struct {
 
 // BatchIterator streams batches. It is not safe for concurrent use.
 type BatchIterator struct {
+	parent context.Context // the caller's: its end is the iteration's error
 	cancel context.CancelFunc
 	out    chan batchResult
 	wg     sync.WaitGroup
@@ -87,9 +88,11 @@ type batchResult struct {
 }
 
 // Batches starts an execution and re-slices its blocks into batches.
+// Cancelling ctx ends it with Err wrapping ctx's error.
 func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterator {
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	return newBatchIterator(ctx, cancel, d.Iter(ctx), opts)
+	return newBatchIterator(parent, ctx, cancel, d.Iter(ctx), opts)
 }
 
 // blockSource is a stream of blocks: an execution's Iterator, or one split
@@ -101,11 +104,12 @@ type blockSource interface {
 	Close() error
 }
 
-// newBatchIterator re-slices it's blocks into batches; cancel stops it.
-func newBatchIterator(ctx context.Context, cancel context.CancelFunc, it blockSource, opts *BatchOptions) *BatchIterator {
+// newBatchIterator re-slices it's blocks into batches; cancel stops it
+// (ctx is parent's child that cancel cancels).
+func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it blockSource, opts *BatchOptions) *BatchIterator {
 	o := opts.normalize()
 	raw := make(chan batchResult, o.PrefetchBatches)
-	bi := &BatchIterator{cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
+	bi := &BatchIterator{parent: parent, cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
 	bi.wg.Go(func() {
 		defer close(raw)
 		defer it.Close()
@@ -138,7 +142,7 @@ func newBatchIterator(ctx context.Context, cancel context.CancelFunc, it blockSo
 					return
 				}
 				if r.err == nil {
-					r.b.Collated, r.err = o.Collate(ctx, r.b.Record)
+					r.b.Collated, r.err = callUser("Collate", func() (any, error) { return o.Collate(ctx, r.b.Record) })
 				}
 				select {
 				case bi.out <- r:
@@ -235,37 +239,41 @@ func form(ctx context.Context, it blockSource, o *BatchOptions, send func(batchR
 	}
 }
 
-// concat joins records of one schema into one.
+// concat joins records into one with the first record's schema, taking
+// each column by name (never by position); a record lacking a column, or
+// holding it with another type, is an error.
 func concat(recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
 	if len(recs) == 1 {
 		recs[0].Retain()
 		return recs[0], nil
 	}
 	sc := recs[0].Schema()
-	cols := make([]arrow.Array, sc.NumFields())
+	cols := make([]arrow.Array, 0, sc.NumFields())
+	defer func() {
+		for _, a := range cols {
+			a.Release()
+		}
+	}()
 	var n int64
 	for _, r := range recs {
 		n += r.NumRows()
 	}
-	for c := range cols {
+	for _, f := range sc.Fields() {
 		parts := make([]arrow.Array, len(recs))
 		for i, r := range recs {
-			parts[i] = r.Column(c)
+			idx := r.Schema().FieldIndices(f.Name)
+			if len(idx) != 1 || !arrow.TypeEqual(r.Column(idx[0]).DataType(), f.Type) {
+				return nil, fmt.Errorf("dataset: batching: %w: blocks disagree on column %q (%s vs %s)", ErrSchemaConflict, f.Name, sc, r.Schema())
+			}
+			parts[i] = r.Column(idx[0])
 		}
 		a, err := array.Concatenate(parts, memory.DefaultAllocator)
 		if err != nil {
-			for _, x := range cols[:c] {
-				x.Release()
-			}
 			return nil, fmt.Errorf("dataset: batching: %w", err)
 		}
-		cols[c] = a
+		cols = append(cols, a)
 	}
-	rec := array.NewRecordBatch(sc, cols, n)
-	for _, a := range cols {
-		a.Release()
-	}
-	return rec, nil
+	return array.NewRecordBatch(sc, cols, n), nil
 }
 
 // take reorders rec's rows by perm.
@@ -303,6 +311,11 @@ func (bi *BatchIterator) Next() bool {
 		r, ok := <-bi.out
 		if !ok {
 			bi.ended = true
+			if err := bi.parent.Err(); err != nil && bi.err == nil {
+				// Cancelled: whatever was dropped on the way, the stream
+				// did not reach its end.
+				bi.err = fmt.Errorf("dataset: batches: %w", err)
+			}
 			break
 		}
 		if r.err != nil {
@@ -310,6 +323,9 @@ func (bi *BatchIterator) Next() bool {
 				bi.err = r.err
 			}
 			bi.Close()
+			if err := bi.parent.Err(); err != nil && !errors.Is(bi.err, err) {
+				bi.err = fmt.Errorf("%w (%w)", err, bi.err)
+			}
 			return false
 		}
 		if bi.order && r.b.Index != bi.next {

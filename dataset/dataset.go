@@ -18,10 +18,50 @@
 // and reused; a read task fetches the byte ranges of its projected column
 // chunks in as few ranged reads as possible (neighbours coalesced) before
 // decoding, instead of one small ReadAt per page.
+//
+// # Schema
+//
+// ReadParquet reads every footer and computes one schema for the dataset
+// before any data is read; Schema returns it and every block has exactly
+// it (nested leaf projection included). The rules:
+//   - Columns are matched by name, never by position: files may order them
+//     differently.
+//   - Without Columns, the fields are every top-level field of any file, in
+//     order of first appearance (files sorted by name). With Columns, they
+//     follow Columns: a name selects a top-level field whole (a struct,
+//     list or map included), a dotted path ("s.min") selects a nested leaf
+//     and its field is the struct holding only the selected leaves. A name
+//     no file has is an error.
+//   - A column some file lacks is read as nulls for that file's rows, and
+//     its field is nullable.
+//   - int32 and int64 read as int64, float32 and float64 as float64; a struct
+//     is the union of its versions' children, merged by the same rules. Any
+//     other difference is an error wrapping ErrSchemaConflict that names the
+//     column and both files.
+//
+// # Untrusted files
+//
+// A footer is untrusted input: its length, its Thrift structure (every
+// element count and length against the bytes left) and every row count,
+// column-chunk offset and length (against the file size, overflow-safe) are
+// checked before anything is allocated from them, and a row group must
+// decode to the rows its footer claims. Violations wrap ErrCorrupt; valid
+// files using features this package cannot read (encryption, the LZ4 Hadoop
+// codec) wrap ErrUnsupported. With MaxErroredBlocks, an unreadable file
+// counts as one errored block and its rows are skipped.
+//
+// # Failure
+//
+// A cancelled or expired context ends Iter, Batches and every split with an
+// error wrapping the context's; a panic in a Map, Filter or Collate function
+// ends the execution with a *PanicError; a split abandoned without Close
+// fails the others with ErrSplitAbandoned after SplitOptions.AbandonTimeout.
+// No iterator reports a clean end it did not reach.
 package dataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -30,6 +70,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"golang.org/x/sync/errgroup"
 )
 
 // MetadataFetch says how the executor resolves file footers.
@@ -60,8 +101,9 @@ func (m MetadataFetch) String() string {
 
 // ReadOptions configure ReadParquet. A nil *ReadOptions means the defaults.
 type ReadOptions struct {
-	// Columns projects the read onto these columns (dotted paths for
-	// nested leaves); nil reads every column.
+	// Columns projects the read onto these columns: top-level names, or
+	// dotted paths for nested leaves (see Schema in the package doc); nil
+	// reads every column.
 	Columns []string
 	// TargetBlockBytes merges small row groups of a file into one task up
 	// to this many uncompressed bytes. Default 64 MiB.
@@ -81,9 +123,10 @@ type ReadOptions struct {
 	MemoryBudget int64
 	// MetadataFetch picks Inline or Threaded footer resolution.
 	MetadataFetch MetadataFetch
-	// MaxErroredBlocks is how many failed read tasks are counted and
-	// skipped before the execution fails; 0 fails on the first, negative
-	// never fails.
+	// MaxErroredBlocks is how many failed read tasks and unreadable files
+	// (each one block) are counted and skipped before the execution (or
+	// ReadParquet, for files whose footer fails) fails; 0 fails on the
+	// first, negative never fails. A panic in user code always fails.
 	MaxErroredBlocks int
 	// PreserveOrder emits blocks in file, row-group, row order; otherwise
 	// tasks' blocks interleave as they finish (each task's in order).
@@ -141,9 +184,7 @@ type Dataset struct {
 	opts  ReadOptions
 	ops   []*operator
 
-	schemaOnce sync.Once
-	schema     *arrow.Schema
-	schemaErr  error
+	schema *arrow.Schema // unified from the footers by ReadParquet
 
 	footers *footerCache // shared by the datasets derived from one ReadParquet
 }
@@ -167,11 +208,23 @@ func (c *footerCache) put(name string, md *metadata.FileMetaData) {
 	c.m[name] = md
 }
 
-// ReadParquet plans a read of the files of fsys matching pattern
-// (path.Match syntax, as fs.Glob). It lists the files and does no other
-// I/O; footers are read when the dataset runs (or by Schema). It fails with
-// an error wrapping fs.ErrNotExist when nothing matches.
+// footerReaders is how many footers ReadParquet reads at once.
+const footerReaders = 8
+
+// ReadParquet is ReadParquetContext with context.Background().
 func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
+	return ReadParquetContext(context.Background(), fsys, pattern, opts)
+}
+
+// ReadParquetContext plans a read of the files of fsys matching pattern
+// (path.Match syntax, as fs.Glob). It lists the files and reads every
+// footer (one ranged read of each file's tail, footerReaders at a time) to
+// compute the dataset's schema before any data is read; it fails with an
+// error wrapping fs.ErrNotExist when nothing matches, ErrSchemaConflict
+// when files disagree (see the package doc), or the footer's error when
+// more files are unreadable than MaxErroredBlocks allows (unreadable files
+// are skipped by executions, each counted as one errored block).
+func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
 	files, err := fs.Glob(fsys, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %q: %w", pattern, err)
@@ -186,38 +239,67 @@ func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
 	slices.Sort(regular)
-	return &Dataset{fsys: fsys, files: regular, opts: opts.normalize(), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}, nil
+	d := &Dataset{fsys: fsys, files: regular, opts: opts.normalize(), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
+	if d.schema, err = d.unifiedSchema(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// unifiedSchema reads every footer (caching them) and unifies the files'
+// projected schemas.
+func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
+	cols := make([]*fileColumns, len(d.files))
+	errs := make([]error, len(d.files))
+	var g errgroup.Group
+	g.SetLimit(footerReaders)
+	for i, name := range d.files {
+		g.Go(func() error {
+			src, err := openSource(d.fsys, name)
+			if err != nil {
+				errs[i] = fmt.Errorf("dataset: open %s: %w", name, err)
+				return nil
+			}
+			defer src.c.Close()
+			md, err := readFooter(ctx, src)
+			if err == nil {
+				d.footers.put(src.cacheKey(), md)
+				cols[i], err = projectFile(name, md, d.opts.Columns)
+			}
+			errs[i] = err
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var good []*fileColumns
+	var names []string
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			if failed++; d.opts.MaxErroredBlocks >= 0 && failed > d.opts.MaxErroredBlocks {
+				return nil, err
+			}
+			continue
+		}
+		good, names = append(good, cols[i]), append(names, d.files[i])
+	}
+	if len(good) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	return unify(names, good, d.opts.Columns)
 }
 
 // Files returns the files the dataset reads, sorted.
 func (d *Dataset) Files() []string { return slices.Clone(d.files) }
 
-// Schema returns the schema of the dataset's blocks before operators, from
-// the first file's footer (one ranged read, cached); it never starts an
-// execution.
-func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) {
-	d.schemaOnce.Do(func() {
-		src, err := openSource(d.fsys, d.files[0])
-		if err != nil {
-			d.schemaErr = err
-			return
-		}
-		defer src.c.Close()
-		md, err := readFooter(ctx, src)
-		if err != nil {
-			d.schemaErr = err
-			return
-		}
-		f, err := resolve(src, md, d.opts.Columns)
-		if err != nil {
-			d.schemaErr = err
-			return
-		}
-		d.schema = f.schema
-	})
-	return d.schema, d.schemaErr
-}
+// Schema returns the schema of every block the dataset hands out before
+// operators: the unified schema ReadParquet computed from the footers. It
+// does no I/O.
+func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) { return d.schema, nil }
 
 func (d *Dataset) with(op *operator) *Dataset {
-	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers}
+	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema}
 }

@@ -76,3 +76,52 @@ func Example() {
 	// split 0: 10 rows
 	// split 1: 10 rows
 }
+
+// Files whose columns differ read as one schema, matched by name: a column
+// a file lacks is null, int32 widens to int64.
+func ExampleReadParquetContext() {
+	ctx := context.Background()
+	bucket := memblob.OpenBucket(nil)
+	defer bucket.Close()
+	write := func(name string, sc *arrow.Schema, rows string) {
+		rec, _, err := array.RecordFromJSON(memory.DefaultAllocator, sc, bytes.NewReader([]byte(rows)))
+		if err != nil {
+			panic(err)
+		}
+		defer rec.Release()
+		tbl := array.NewTableFromRecords(sc, []arrow.RecordBatch{rec})
+		defer tbl.Release()
+		var buf bytes.Buffer
+		if err := pqarrow.WriteTable(tbl, &buf, 10, nil, pqarrow.DefaultWriterProps()); err != nil {
+			panic(err)
+		}
+		bucket.WriteAll(ctx, name, buf.Bytes(), nil)
+	}
+	write("1.parquet", arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int32}}, nil), `[{"id": 1}]`)
+	write("2.parquet", arrow.NewSchema([]arrow.Field{{Name: "name", Type: arrow.BinaryTypes.String}, {Name: "id", Type: arrow.PrimitiveTypes.Int64}}, nil), `[{"id": 2, "name": "two"}]`)
+	fsys, err := gcsfs.New(ctx, bucket, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer fsys.Close()
+
+	ds, err := dataset.ReadParquetContext(ctx, fsys, "*.parquet", &dataset.ReadOptions{PreserveOrder: true})
+	if err != nil {
+		panic(err)
+	}
+	sc, _ := ds.Schema(ctx)
+	for _, f := range sc.Fields() {
+		fmt.Printf("%s: %s\n", f.Name, f.Type)
+	}
+	it := ds.Iter(ctx)
+	defer it.Close()
+	for it.Next() {
+		rec := it.Block().Record
+		fmt.Println(rec.Column(0), rec.Column(1))
+	}
+	// Output:
+	// id: int64
+	// name: utf8
+	// [1] [(null)]
+	// [2] ["two"]
+}

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -28,7 +29,12 @@ type RowGroupInfo struct {
 // Inspect reads the footer of the Parquet file name of fsys (one ranged
 // read of its tail) and describes the file. Errors wrap fs.ErrNotExist or
 // ErrCorrupt where they apply.
-func Inspect(ctx context.Context, fsys fs.FS, name string) (*FileInfo, error) {
+func Inspect(ctx context.Context, fsys fs.FS, name string) (info *FileInfo, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			info, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, r)
+		}
+	}()
 	src, err := openSource(fsys, name)
 	if err != nil {
 		return nil, err
@@ -38,11 +44,15 @@ func Inspect(ctx context.Context, fsys fs.FS, name string) (*FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := resolve(src, md, nil)
+	fc, err := projectFile(name, md, nil)
 	if err != nil {
 		return nil, err
 	}
-	info := &FileInfo{Name: name, Size: src.size, NumRows: md.NumRows, CreatedBy: md.GetCreatedBy(), Schema: f.schema}
+	sc, err := unify([]string{name}, []*fileColumns{fc}, nil)
+	if err != nil {
+		return nil, err
+	}
+	info = &FileInfo{Name: name, Size: src.size, NumRows: md.NumRows, CreatedBy: md.GetCreatedBy(), Schema: sc}
 	for i := range md.NumRowGroups() {
 		rg := md.RowGroup(i)
 		ri := RowGroupInfo{Rows: rg.NumRows()}

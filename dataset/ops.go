@@ -2,7 +2,9 @@ package dataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -46,13 +48,17 @@ func (op *operator) apply(ctx context.Context, rec arrow.RecordBatch) (arrow.Rec
 		defer func() { <-op.sem }()
 	}
 	start := time.Now()
-	out, err := op.fn(ctx, rec)
+	out, err := callUser(op.name, func() (arrow.RecordBatch, error) { return op.fn(ctx, rec) })
 	if out != rec {
 		rec.Release()
 	}
 	if err != nil {
 		if out != nil && out != rec {
 			out.Release()
+		}
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("dataset: %s: %w", op.name, err)
 	}
@@ -128,12 +134,38 @@ func (d *Dataset) Select(columns ...string) *Dataset {
 	}})
 }
 
-// Limit stops the dataset after n rows: once they have been produced no
-// new reads start and reads in flight are cancelled. Operators added after
-// a Limit run on the limited blocks.
+// Limit stops the dataset after n rows. Once the rows produced (queued,
+// handed over, or held in the PreserveOrder reorder buffer) are enough, no
+// further footer is resolved and no further read task starts, in both
+// metadata modes; once n rows are queued, reads in flight are cancelled.
+// Operators added after a Limit run on the limited blocks.
 func (d *Dataset) Limit(n int64) *Dataset {
 	if n < 0 {
 		panic("dataset: negative Limit")
 	}
 	return d.with(&operator{name: "Limit", limit: n})
+}
+
+// PanicError is the error of an execution whose user code (a Map, Filter
+// or Collate function) panicked: the execution shuts down and every
+// iterator ends with it.
+type PanicError struct {
+	Op    string // the operator ("Map", "Filter", "Collate", ...)
+	Value any    // what was passed to panic
+	Stack []byte // the panicking goroutine's stack
+}
+
+// Error describes the panic.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("dataset: panic in %s: %v\n%s", e.Op, e.Value, e.Stack)
+}
+
+// callUser runs fn, turning a panic into a *PanicError.
+func callUser[T any](op string, fn func() (T, error)) (out T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Op: op, Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn()
 }

@@ -9,8 +9,10 @@ import (
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/arrow/util"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -21,62 +23,32 @@ import (
 type footer struct {
 	src    *source
 	md     *metadata.FileMetaData
-	leaves []int         // projected leaf columns; nil means all
-	schema *arrow.Schema // Arrow schema of the projected columns
+	leaves []int         // projected leaf columns (empty: the file has none of them)
+	schema *arrow.Schema // the dataset's schema: every block is conformed to it
 }
 
-// resolve parses the projection against the file's schema.
-func resolve(src *source, md *metadata.FileMetaData, columns []string) (*footer, error) {
-	f := &footer{src: src, md: md}
-	if len(columns) > 0 {
-		for _, c := range columns {
-			i := md.Schema.ColumnIndexByName(c)
-			if i < 0 {
-				return nil, fmt.Errorf("dataset: %s: no column %q", src.name, c)
-			}
-			f.leaves = append(f.leaves, i)
-		}
-	}
-	props := pqarrow.ArrowReadProperties{}
-	full, err := pqarrow.FromParquet(md.Schema, &props, md.KeyValueMetadata())
+// resolve matches the projection against the file's schema and checks
+// that every column it has can be read as the dataset's schema says.
+func resolve(src *source, md *metadata.FileMetaData, columns []string, unified *arrow.Schema) (*footer, error) {
+	fc, err := projectFile(src.name, md, columns)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: schema: %v", ErrCorrupt, src.name, err)
+		return nil, err
 	}
-	if f.leaves == nil {
-		f.schema = full
-		return f, nil
-	}
-	// Flat schemas: leaf i is top-level field i. Nested columns select
-	// their whole top-level field.
-	var fields []arrow.Field
-	seen := map[int]bool{}
-	for _, leaf := range f.leaves {
-		top := md.Schema.ColumnRoot(leaf)
-		idx := md.Schema.Root().FieldIndexByField(top)
-		if idx < 0 || seen[idx] {
-			continue
+	for _, f := range fc.fields {
+		want, ok := fieldByName(unified.Fields(), f.Name)
+		if ok && !readable(f.Type, want.Type) {
+			return nil, fmt.Errorf("%w: column %q is %s in %s but %s in the dataset's schema", ErrSchemaConflict, f.Name, f.Type, src.name, want.Type)
 		}
-		seen[idx] = true
-		fields = append(fields, full.Field(idx))
 	}
-	f.schema = arrow.NewSchema(fields, nil)
-	return f, nil
+	return &footer{src: src, md: md, leaves: fc.leaves, schema: unified}, nil
 }
 
-func (f *footer) leafColumns() []int {
-	if f.leaves != nil {
-		return f.leaves
-	}
-	all := make([]int, f.md.Schema.NumColumns())
-	for i := range all {
-		all[i] = i
-	}
-	return all
-}
+func (f *footer) leafColumns() []int { return f.leaves }
 
 // task is one unit of reading: some row groups of one file.
 type task struct {
 	f         *footer
+	file      int // index of the file in the dataset
 	rowGroups []int
 	rows      int64
 	estBytes  int64 // uncompressed bytes of the projected columns
@@ -84,7 +56,7 @@ type task struct {
 
 // planTasks makes one task per row group, merging neighbouring small row
 // groups of a file until a task reaches target bytes.
-func planTasks(f *footer, target int64) []*task {
+func planTasks(f *footer, file int, target int64) []*task {
 	var tasks []*task
 	var cur *task
 	for rg := range f.md.NumRowGroups() {
@@ -96,7 +68,7 @@ func planTasks(f *footer, target int64) []*task {
 			}
 		}
 		if cur == nil || cur.estBytes+est > target {
-			cur = &task{f: f}
+			cur = &task{f: f, file: file}
 			tasks = append(tasks, cur)
 		}
 		cur.rowGroups = append(cur.rowGroups, rg)
@@ -120,18 +92,31 @@ func (t *task) chunkRanges(gap int64) ([]byteRange, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, t.f.src.name, err)
 			}
-			start := cc.DataPageOffset()
-			if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 && cc.DictionaryPageOffset() < start {
-				start = cc.DictionaryPageOffset()
+			if _, err := compress.GetCodec(cc.Compression()); err != nil {
+				return nil, fmt.Errorf("%w: %s: row group %d column %d: %v", ErrUnsupported, t.f.src.name, rg, leaf, err)
 			}
-			n := cc.TotalCompressedSize()
-			if start < 0 || n < 0 || start+n > t.f.src.size {
-				return nil, fmt.Errorf("%w: %s: column chunk [%d, %d) outside the %d-byte file", ErrCorrupt, t.f.src.name, start, start+n, t.f.src.size)
+			r, err := chunkRange(cc, t.f.src.size)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: row group %d column %d: %v", ErrCorrupt, t.f.src.name, rg, leaf, err)
 			}
-			rs = append(rs, byteRange{start, n})
+			rs = append(rs, r)
 		}
 	}
 	return coalesce(rs, gap), nil
+}
+
+// chunkRange is the byte range of a column chunk, checked against the file
+// size with overflow-safe arithmetic.
+func chunkRange(cc *metadata.ColumnChunkMetaData, size int64) (byteRange, error) {
+	start := cc.DataPageOffset()
+	if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 && cc.DictionaryPageOffset() < start {
+		start = cc.DictionaryPageOffset()
+	}
+	n := cc.TotalCompressedSize()
+	if start < 0 || n < 0 || start > size || n > size-start {
+		return byteRange{}, fmt.Errorf("column chunk at %d of %d bytes is outside the %d-byte file", start, n, size)
+	}
+	return byteRange{start, n}, nil
 }
 
 func coalesce(rs []byteRange, gap int64) []byteRange {
@@ -231,34 +216,42 @@ func readTask(ctx context.Context, t *task, gap, batchRows int64, mem memory.All
 	return st, err
 }
 
-// decode runs arrow-go over the prefetched bytes. Decoding errors (and
-// decoder panics on corrupt pages) become errors wrapping ErrCorrupt.
+// decode runs arrow-go over the prefetched bytes and conforms every record
+// to the dataset's schema. Decoding errors (and decoder panics on corrupt
+// pages) become errors wrapping ErrCorrupt, and so does a row count that
+// differs from the footer's.
 func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memory.Allocator, emit func(arrow.RecordBatch) error) error {
-	pr, err := file.NewParquetReader(fr, file.WithMetadata(t.f.md))
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, t.f.src.name, err)
+	name := t.f.src.name
+	if len(t.f.leaves) == 0 {
+		return emitNulls(t, batchRows, mem, emit)
 	}
-	// Parallel is off: arrow-go would start one goroutine per column with no
-	// cap; parallelism comes from tasks running on the executor's workers.
-	ar, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: batchRows}, mem)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, t.f.src.name, err)
+	if err := checkInt96(t, fr); err != nil {
+		return err
 	}
-	rr, err := ar.GetRecordReader(ctx, t.f.leafColumns(), t.rowGroups)
+	rr, err := openRecords(ctx, t, fr, batchRows, mem)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, t.f.src.name, err)
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
 	defer rr.Release()
+	var rows int64
 	for {
 		rec, err := nextRecord(rr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("%w: %s: row groups %v: %v", ErrCorrupt, t.f.src.name, t.rowGroups, err)
+			return fmt.Errorf("%w: %s: row groups %v: %v", ErrCorrupt, name, t.rowGroups, err)
 		}
 		if rec == nil {
-			return nil
+			break
+		}
+		rows += rec.NumRows()
+		if rows > t.rows {
+			rec.Release()
+			break
+		}
+		if rec, err = conform(ctx, rec, t.f.schema, mem); err != nil {
+			return fmt.Errorf("dataset: %s: %w", name, err)
 		}
 		// emit runs outside the recover: a panic in an operator is the
 		// caller's bug, not a corrupt file.
@@ -266,6 +259,52 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 			return err
 		}
 	}
+	if rows != t.rows {
+		return fmt.Errorf("%w: %s: row groups %v decoded %d rows, the footer says %d", ErrCorrupt, name, t.rowGroups, rows, t.rows)
+	}
+	return nil
+}
+
+// openRecords sets arrow-go's record reader up over the fetched bytes; a
+// panic of its setup on a corrupt file is an error.
+func openRecords(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memory.Allocator) (rr pqarrow.RecordReader, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rr, err = nil, fmt.Errorf("reader panic: %v", r)
+		}
+	}()
+	pr, err := file.NewParquetReader(fr, file.WithMetadata(t.f.md))
+	if err != nil {
+		return nil, err
+	}
+	// Parallel is off: arrow-go would start one goroutine per column with no
+	// cap; parallelism comes from tasks running on the executor's workers.
+	ar, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: batchRows}, mem)
+	if err != nil {
+		return nil, err
+	}
+	return ar.GetRecordReader(ctx, t.f.leaves, t.rowGroups)
+}
+
+// emitNulls emits the task's rows as all-null records: the file has none
+// of the projected columns.
+func emitNulls(t *task, batchRows int64, mem memory.Allocator, emit func(arrow.RecordBatch) error) error {
+	for left := t.rows; left > 0; {
+		n := min(left, batchRows)
+		cols := make([]arrow.Array, t.f.schema.NumFields())
+		for i, f := range t.f.schema.Fields() {
+			cols[i] = array.MakeArrayOfNull(mem, f.Type, int(n))
+		}
+		rec := array.NewRecordBatch(t.f.schema, cols, n)
+		for _, c := range cols {
+			c.Release()
+		}
+		if err := emit(rec); err != nil {
+			return err
+		}
+		left -= n
+	}
+	return nil
 }
 
 // nextRecord returns the reader's next record (retained), nil at the end,

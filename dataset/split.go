@@ -2,8 +2,10 @@ package dataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 )
@@ -17,12 +19,42 @@ type Split struct {
 	epoch int
 }
 
+// DefaultAbandonTimeout is SplitOptions.AbandonTimeout's default.
+const DefaultAbandonTimeout = 10 * time.Minute
+
+// ErrSplitAbandoned is wrapped by the error the other splits get when one
+// split stops pulling (without Close) for longer than AbandonTimeout.
+var ErrSplitAbandoned = errors.New("dataset: a split was abandoned")
+
+// SplitOptions configure StreamingSplitWith. A nil *SplitOptions means the
+// defaults.
+type SplitOptions struct {
+	// AbandonTimeout is how long the coordinator waits for a split that
+	// does not take its next block (equal mode) or does not finish an
+	// epoch the others have finished, before failing the others with
+	// ErrSplitAbandoned instead of hanging them. Default
+	// DefaultAbandonTimeout.
+	AbandonTimeout time.Duration
+}
+
+func (o *SplitOptions) normalize() SplitOptions {
+	var r SplitOptions
+	if o != nil {
+		r = *o
+	}
+	if r.AbandonTimeout <= 0 {
+		r.AbandonTimeout = DefaultAbandonTimeout
+	}
+	return r
+}
+
 // coordinator owns the executions (one per epoch) behind a set of splits.
 type coordinator struct {
-	d     *Dataset
-	n     int
-	equal bool
-	chunk int64 // rows per split per round, in equal mode
+	d       *Dataset
+	n       int
+	equal   bool
+	chunk   int64 // rows per split per round, in equal mode
+	abandon time.Duration
 
 	mu      sync.Mutex
 	cur     *epochRun
@@ -55,10 +87,16 @@ type epochRun struct {
 // consumed concurrently: each holds only a couple of blocks, so one consumer
 // reading its split to the end while another has not started waits for it.
 func (d *Dataset) StreamingSplit(n int, equal bool) []*Split {
+	return d.StreamingSplitWith(n, equal, nil)
+}
+
+// StreamingSplitWith is StreamingSplit with options.
+func (d *Dataset) StreamingSplitWith(n int, equal bool, opts *SplitOptions) []*Split {
 	if n <= 0 {
 		panic("dataset: StreamingSplit with n <= 0")
 	}
-	c := &coordinator{d: d, n: n, equal: equal, chunk: 1024, changed: make(chan struct{})}
+	o := opts.normalize()
+	c := &coordinator{d: d, n: n, equal: equal, chunk: 1024, abandon: o.AbandonTimeout, changed: make(chan struct{})}
 	splits := make([]*Split, n)
 	for i := range splits {
 		splits[i] = &Split{c: c, i: i}
@@ -70,17 +108,19 @@ func (d *Dataset) StreamingSplit(n int, equal bool) []*Split {
 // starts an execution.
 func (s *Split) Schema(ctx context.Context) (*arrow.Schema, error) { return s.c.d.Schema(ctx) }
 
-// Iter starts this split's next epoch and returns its blocks. The epoch's
-// execution starts when the first split asks for it; a split asking for the
-// next epoch waits (honouring ctx) until every split has finished or closed
-// the current one.
+// Iter starts this split's next epoch and returns its blocks; ctx bounds
+// both the wait for the epoch and the iteration (its end is the
+// iterator's error). The epoch's execution starts when the first split
+// asks for it; a split asking for the next epoch waits until every split
+// has finished or closed the current one (or AbandonTimeout passes: then
+// ErrSplitAbandoned). A failed Iter does not advance the split's epoch.
 func (s *Split) Iter(ctx context.Context) (*SplitIterator, error) {
-	s.epoch++
-	run, err := s.c.join(ctx, s.epoch)
+	run, err := s.c.join(ctx, s.epoch+1)
 	if err != nil {
 		return nil, err
 	}
-	return &SplitIterator{run: run, i: s.i, c: s.c}, nil
+	s.epoch++
+	return &SplitIterator{ctx: ctx, run: run, i: s.i, c: s.c}, nil
 }
 
 // Batches is Iter re-sliced into batches (see Dataset.Batches).
@@ -89,14 +129,19 @@ func (s *Split) Batches(ctx context.Context, opts *BatchOptions) (*BatchIterator
 	if err != nil {
 		return nil, err
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	return newBatchIterator(ctx, cancel, it, opts), nil
+	return newBatchIterator(parent, ctx, cancel, it, opts), nil
 }
 
 // join returns epoch e's run, starting it if this is the first split to
 // ask, after waiting for epoch e-1 to finish.
 func (c *coordinator) join(ctx context.Context, e int) (*epochRun, error) {
+	var abandoned <-chan time.Time
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("dataset: split waiting for epoch %d: %w", e, err)
+		}
 		c.mu.Lock()
 		cur := c.cur
 		switch {
@@ -113,10 +158,17 @@ func (c *coordinator) join(ctx context.Context, e int) (*epochRun, error) {
 		}
 		ch := c.changed
 		c.mu.Unlock()
+		if abandoned == nil {
+			t := time.NewTimer(c.abandon)
+			defer t.Stop()
+			abandoned = t.C
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("dataset: split waiting for epoch %d: %w", e, ctx.Err())
+		case <-abandoned:
+			return nil, fmt.Errorf("%w: epoch %d not finished by every split after %v", ErrSplitAbandoned, e-1, c.abandon)
 		}
 	}
 }
@@ -166,7 +218,7 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 	it := c.d.Iter(ctx)
 	defer func() {
 		it.Close()
-		if err := it.Err(); err != nil && ctx.Err() == nil {
+		if err := it.Err(); err != nil && ctx.Err() == nil && run.err == nil {
 			run.err = err
 		}
 		if run.shared != nil {
@@ -250,6 +302,8 @@ func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.
 		return true
 	default:
 	}
+	t := time.NewTimer(c.abandon)
+	defer t.Stop()
 	select {
 	case run.perSp[i] <- b:
 		return true
@@ -259,11 +313,16 @@ func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.
 	case <-ctx.Done():
 		rec.Release()
 		return false
+	case <-t.C:
+		rec.Release()
+		run.err = fmt.Errorf("%w: split %d took no block for %v", ErrSplitAbandoned, i, c.abandon)
+		return false
 	}
 }
 
 // SplitIterator streams one split's blocks of one epoch.
 type SplitIterator struct {
+	ctx   context.Context
 	c     *coordinator
 	run   *epochRun
 	i     int
@@ -288,6 +347,12 @@ func (s *SplitIterator) Next() bool {
 	if s.ended {
 		return false
 	}
+	if err := s.ctx.Err(); err != nil {
+		s.err = fmt.Errorf("dataset: split %d: %w", s.i, err)
+		s.ended = true
+		s.c.finish(s.run, s.i)
+		return false
+	}
 	select {
 	case b, ok := <-s.queue():
 		if ok {
@@ -297,6 +362,8 @@ func (s *SplitIterator) Next() bool {
 		<-s.run.done
 		s.err = s.run.err
 	case <-s.run.closed[s.i]:
+	case <-s.ctx.Done():
+		s.err = fmt.Errorf("dataset: split %d: %w", s.i, s.ctx.Err())
 	}
 	s.ended = true
 	s.c.finish(s.run, s.i)

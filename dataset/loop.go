@@ -1,0 +1,375 @@
+package dataset
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// loop is the scheduling loop of one execution: one goroutine, one handler
+// per event. It never does I/O itself (except footers in Inline mode, by
+// design): reads run on workers, footers behind the metadataFetcher.
+type loop struct {
+	it    *Iterator
+	d     *Dataset
+	opts  ReadOptions
+	pre   []*operator
+	limit int64 // -1: none
+
+	readCtx    context.Context // reads and footers; cancelled once a Limit is met
+	readCancel context.CancelFunc
+	fetcher    metadataFetcher
+	requested  int // files whose footer has been requested
+	resolved   int // files whose footer is in
+	results    chan taskResult
+	sources    []*source // open files, closed once their last task is done
+	tasksLeft  []int     // per file: tasks not yet done
+	tasks      []*task
+	next       int // next task to launch
+	running    int
+	inFlight   int64
+	done       map[int]taskResult // finished tasks awaiting order
+	parkedRows int64              // rows of the blocks in done
+	emitNext   int                // PreserveOrder: next task index to emit
+	queue      []Block
+	emitted    int64 // rows queued to the consumer
+	failed     error
+	blockedAt  time.Time
+}
+
+type taskResult struct {
+	idx    int
+	file   int
+	blocks []Block
+	est    int64
+	err    error
+	st     readStats
+}
+
+func (l *loop) run() {
+	it := l.it
+	defer close(it.done)
+	l.readCtx, l.readCancel = context.WithCancel(it.ctx)
+	defer l.readCancel()
+	l.results = make(chan taskResult, l.opts.Workers)
+	l.done = map[int]taskResult{}
+	l.sources = make([]*source, len(l.d.files))
+	l.tasksLeft = make([]int, len(l.d.files))
+	it.s.pending.Store(int64(len(l.d.files)))
+	if l.opts.MetadataFetch == Inline {
+		l.fetcher = &inlineFetcher{ctx: l.readCtx, d: l.d}
+	} else {
+		l.fetcher = newThreadedFetcher(l.readCtx, l.d)
+	}
+	defer l.shutdown()
+	for {
+		it.s.iterations.Add(1)
+		if l.failed != nil {
+			return
+		}
+		if l.requestFooters() {
+			continue
+		}
+		l.launch()
+		if l.finished() {
+			return
+		}
+		if !l.wait() {
+			return
+		}
+	}
+}
+
+// wait handles one event; false when the execution's context ended.
+func (l *loop) wait() bool {
+	var out chan Block
+	var head Block
+	if len(l.queue) > 0 {
+		out, head = l.it.out, l.queue[0]
+	}
+	select {
+	case r := <-l.fetcher.results():
+		l.addFooter(r)
+	case r := <-l.results:
+		l.running--
+		l.tasksLeft[r.file]--
+		l.closeIfDone(r.file)
+		l.taskDone(r)
+	case out <- head:
+		l.queue = l.queue[1:]
+	case n := <-l.it.freed:
+		l.inFlight -= n
+	case <-l.it.ctx.Done():
+		l.failed = l.it.ctx.Err()
+		return false
+	}
+	return true
+}
+
+// shutdown cancels what runs, drains and releases everything held, and
+// hands the outcome to the iterator.
+func (l *loop) shutdown() {
+	it := l.it
+	it.cancel()
+	for l.running > 0 {
+		r := <-l.results
+		l.running--
+		releaseBlocks(r.blocks)
+	}
+	l.fetcher.close()
+	for _, b := range l.queue {
+		b.Record.Release()
+	}
+	for _, r := range l.done {
+		releaseBlocks(r.blocks)
+	}
+	for _, s := range l.sources {
+		if s != nil {
+			s.c.Close()
+		}
+	}
+	it.err = l.failed
+	close(it.out)
+}
+
+func releaseBlocks(bs []Block) {
+	for _, b := range bs {
+		b.Record.Release()
+	}
+}
+
+// satisfiable reports whether the rows already produced (queued, handed
+// over, or parked for order) meet the Limit: then no further footer or
+// task is needed. With PreserveOrder the parked rows belong to launched
+// tasks, and every task before them is launched too, so the tasks launched
+// so far are enough.
+func (l *loop) satisfiable() bool {
+	return l.limit >= 0 && l.emitted+l.parkedRows >= l.limit
+}
+
+// requestFooters asks the fetcher for the next footers the look-ahead
+// allows; it reports whether it resolved one inline (the loop then plans
+// again before waiting).
+func (l *loop) requestFooters() bool {
+	for l.requested < len(l.d.files) && !l.satisfiable() {
+		ahead := l.requested - l.resolved + l.filesUnlaunched()
+		if l.opts.MetadataFetch == Inline {
+			// Inline blocks the loop: fetch only when nothing is left
+			// to launch.
+			if ahead > 0 {
+				return false
+			}
+		} else if ahead >= footerLookahead {
+			return false
+		}
+		l.requested++
+		if r, ok := l.fetcher.request(l.requested - 1); ok {
+			l.addFooter(r)
+			return true
+		}
+	}
+	return false
+}
+
+// filesUnlaunched is how many resolved files still have a task to launch.
+func (l *loop) filesUnlaunched() int {
+	if l.next >= len(l.tasks) {
+		return 0
+	}
+	return l.tasks[len(l.tasks)-1].file - l.tasks[l.next].file + 1
+}
+
+// finished reports whether everything is read, emitted and handed over.
+func (l *loop) finished() bool {
+	limitDone := l.limit >= 0 && l.emitted >= l.limit
+	allRead := l.resolved == len(l.d.files) && l.next == len(l.tasks)
+	return (limitDone || allRead) && l.running == 0 && len(l.queue) == 0
+}
+
+// addFooter plans the tasks of a resolved file. A file that cannot be
+// read counts as one errored block (MaxErroredBlocks); its rows are
+// skipped.
+func (l *loop) addFooter(r footerResult) {
+	l.resolved++
+	l.it.s.pending.Add(-1)
+	if r.err != nil {
+		if l.readCtx.Err() == nil {
+			l.blockFailed(r.err)
+		}
+		return
+	}
+	l.sources[r.idx] = r.f.src
+	planned := planTasks(r.f, r.idx, l.opts.TargetBlockBytes)
+	l.tasksLeft[r.idx] = len(planned)
+	l.tasks = append(l.tasks, planned...)
+	l.closeIfDone(r.idx)
+}
+
+// closeIfDone closes file i once every task of it is done.
+func (l *loop) closeIfDone(i int) {
+	if l.tasksLeft[i] == 0 && l.sources[i] != nil {
+		l.sources[i].c.Close()
+		l.sources[i] = nil
+	}
+}
+
+// blockFailed counts a failed block (a read task or a whole file) and
+// fails the execution past MaxErroredBlocks. A panic in user code always
+// fails it.
+func (l *loop) blockFailed(err error) {
+	s := l.it.s
+	n := s.errored.Add(1)
+	s.mu.Lock()
+	s.errors = append(s.errors, err)
+	s.mu.Unlock()
+	var pe *PanicError
+	if errors.As(err, &pe) || (l.opts.MaxErroredBlocks >= 0 && n > int64(l.opts.MaxErroredBlocks)) {
+		l.failed = err
+	}
+}
+
+// launch starts tasks while workers and budget allow, until the Limit is
+// satisfiable. A task is always allowed when nothing is in flight, so
+// progress never stops.
+func (l *loop) launch() {
+	for l.running < l.opts.Workers && l.next < len(l.tasks) && !l.satisfiable() {
+		t := l.tasks[l.next]
+		if l.inFlight > 0 && l.inFlight+t.estBytes > l.opts.MemoryBudget {
+			if l.blockedAt.IsZero() {
+				l.blockedAt = time.Now()
+				l.it.s.stalls.Add(1)
+			}
+			return
+		}
+		if !l.blockedAt.IsZero() {
+			l.it.s.mu.Lock()
+			l.it.s.read.TimeBlocked += time.Since(l.blockedAt)
+			l.it.s.mu.Unlock()
+			l.blockedAt = time.Time{}
+		}
+		idx := l.next
+		l.next++
+		l.running++
+		l.inFlight += t.estBytes
+		l.noteHighWater()
+		go l.work(idx, t)
+	}
+}
+
+func (l *loop) noteHighWater() {
+	if l.inFlight > l.it.s.highWater.Load() {
+		l.it.s.highWater.Store(l.inFlight)
+	}
+}
+
+// work runs one read task and its operators on a worker goroutine.
+func (l *loop) work(idx int, t *task) {
+	ctx := l.readCtx
+	start := time.Now()
+	var blocks []Block
+	st, err := readTask(ctx, t, l.opts.CoalesceGap, l.opts.BatchRows, memory.DefaultAllocator, func(rec arrow.RecordBatch) error {
+		for _, op := range l.pre {
+			out, err := op.apply(ctx, rec)
+			if err != nil {
+				return err
+			}
+			rec = out
+		}
+		blocks = append(blocks, Block{Record: rec, Meta: BlockMetadata{
+			NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema(), Source: t.f.src.name,
+		}})
+		return nil
+	})
+	if err != nil {
+		releaseBlocks(blocks)
+		blocks = nil
+	}
+	s := l.it.s
+	s.ranges.Add(st.ranges)
+	s.fetched.Add(st.fetchedBytes)
+	s.fallbacks.Add(int64(st.fallbacks))
+	s.mu.Lock()
+	s.read.Tasks++
+	s.read.WallTime += time.Since(start)
+	for _, b := range blocks {
+		s.read.Rows += b.Meta.NumRows
+		s.read.Bytes += b.Meta.SizeBytes
+	}
+	s.mu.Unlock()
+	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, err: err, st: st}
+}
+
+// taskDone accounts a finished task and queues its blocks (in task order
+// when PreserveOrder is set).
+func (l *loop) taskDone(r taskResult) {
+	l.inFlight -= r.est
+	if r.err != nil {
+		var pe *PanicError
+		if l.readCtx.Err() != nil && !errors.As(r.err, &pe) {
+			return // cancelled: by a met Limit, or the whole execution
+		}
+		l.blockFailed(r.err)
+		if l.failed != nil {
+			return
+		}
+		r.blocks = nil // skipped
+	}
+	for _, b := range r.blocks {
+		l.inFlight += b.Meta.SizeBytes
+	}
+	l.noteHighWater()
+	if !l.opts.PreserveOrder {
+		l.enqueue(r.blocks)
+		return
+	}
+	l.done[r.idx] = r
+	l.parkedRows += blockRows(r.blocks)
+	for {
+		r, ok := l.done[l.emitNext]
+		if !ok {
+			return
+		}
+		delete(l.done, l.emitNext)
+		l.parkedRows -= blockRows(r.blocks)
+		l.emitNext++
+		l.enqueue(r.blocks)
+	}
+}
+
+func blockRows(bs []Block) int64 {
+	var n int64
+	for _, b := range bs {
+		n += b.Meta.NumRows
+	}
+	return n
+}
+
+// enqueue hands blocks to the consumer queue, applying the Limit.
+func (l *loop) enqueue(blocks []Block) {
+	for _, b := range blocks {
+		if l.limit >= 0 {
+			left := l.limit - l.emitted
+			if left <= 0 {
+				l.inFlight -= b.Meta.SizeBytes
+				b.Record.Release()
+				continue
+			}
+			if b.Meta.NumRows > left {
+				s := b.Record.NewSlice(0, left)
+				b.Record.Release()
+				b.Record, b.Meta.NumRows = s, left
+			}
+		}
+		l.emitted += b.Meta.NumRows
+		l.queue = append(l.queue, b)
+	}
+	if l.limit >= 0 && l.emitted >= l.limit {
+		// Satisfied: stop reads in flight. Their results are drained and
+		// released; what is queued still goes out.
+		l.next = len(l.tasks)
+		l.readCancel()
+	}
+}
