@@ -83,12 +83,21 @@ func StatBlob(ctx context.Context, bucket *blob.Bucket, key string) (ObjectInfo,
 	if err != nil {
 		return ObjectInfo{}, blobError(err, key)
 	}
+	if a.Size < 0 {
+		return ObjectInfo{}, fmt.Errorf("%s: %w", key, errBadSize(a.Size))
+	}
 	info := ObjectInfo{Size: a.Size, ModTime: a.ModTime}
 	var oa storage.ObjectAttrs
 	if a.As(&oa) {
 		info.Generation = oa.Generation
 	}
 	return info, nil
+}
+
+// errBadSize is the error for an object size no object has (a size the
+// server sent as a uint64 past MaxInt64 arrives negative).
+func errBadSize(size int64) error {
+	return fmt.Errorf("mrdpool: the server reported an object size of %d bytes: %w", size, ErrRange)
 }
 
 // blobError maps a gocloud error so errors.Is works with fs errors.

@@ -89,3 +89,26 @@ func TestParseRangeHeader(t *testing.T) {
 		}
 	}
 }
+
+// sizedBackend reports whatever size it is told, like a hostile server.
+type sizedBackend struct{ fakeBackend }
+
+func (b *sizedBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
+	d, info, err := b.fakeBackend.Open(ctx)
+	info.Size = -5
+	return d, info, err
+}
+
+// A negative object size from the server fails the open with ErrRange
+// instead of reaching the range checks (and prefetch.New, which panics).
+func TestNegativeSizeRejected(t *testing.T) {
+	b := &sizedBackend{fakeBackend{data: testData(100)}}
+	p := New(b, nil)
+	defer p.Close()
+	if _, err := p.Info(context.Background()); !errors.Is(err, ErrRange) {
+		t.Fatalf("Info with a negative size = %v, want ErrRange", err)
+	}
+	if n, err := p.ReadAt(context.Background(), make([]byte, 1), 0); n != 0 || !errors.Is(err, ErrRange) {
+		t.Fatalf("ReadAt with a negative size = %d, %v", n, err)
+	}
+}

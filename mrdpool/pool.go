@@ -328,6 +328,12 @@ func (p *Pool) open(ctx context.Context) (*Lease, error) {
 		d.Close()
 		return nil, errClosed()
 	}
+	if info.Size < 0 {
+		// Untrusted: every range check assumes a size >= 0.
+		p.mu.Unlock()
+		d.Close()
+		return nil, errBadSize(info.Size)
+	}
 	if p.pinned && p.info.Generation != 0 && info.Generation != 0 && info.Generation != p.info.Generation {
 		gen := p.info.Generation
 		p.mu.Unlock()
