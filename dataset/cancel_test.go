@@ -49,6 +49,9 @@ func TestCancelIterAndBatches(t *testing.T) {
 	// An expired deadline.
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now())
 	defer cancel()
+	if _, err := ReadParquetContext(ctx, fsys, "d/*.parquet", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ReadParquetContext with an expired deadline: %v", err)
+	}
 	bi := ds.Batches(ctx, nil)
 	for bi.Next() {
 	}

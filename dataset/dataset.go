@@ -272,7 +272,7 @@ func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
 	}
 	g.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dataset: reading footers: %w", err)
 	}
 	var good []*fileColumns
 	var names []string

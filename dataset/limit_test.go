@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -97,6 +98,62 @@ func TestLimitCountsAtFS(t *testing.T) {
 			if len(slices.Compact(ids)) != 2500 {
 				t.Fatalf("%s: %d rows, want 2500 distinct", mode, len(ids))
 			}
+		}
+	}
+}
+
+// heldFS holds the read at offset 4 of one file (its first row group's
+// column chunks: the first task) until released.
+type heldFS struct {
+	fsLog
+	file    string
+	armed   atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (h *heldFS) Open(name string) (fs.File, error) {
+	f, err := h.fsLog.Open(name)
+	if lf, ok := f.(*loggedFile); ok && name == h.file {
+		return &heldFile{loggedFile: lf, h: h}, err
+	}
+	return f, err
+}
+
+type heldFile struct {
+	*loggedFile
+	h *heldFS
+}
+
+func (f *heldFile) ReadAt(p []byte, off int64) (int, error) {
+	if off == 4 && f.h.armed.CompareAndSwap(true, false) {
+		close(f.h.reached)
+		<-f.h.release
+	}
+	return f.loggedFile.ReadAt(p, off)
+}
+
+// With PreserveOrder, rows parked behind a slow first task count toward
+// the Limit: while task 0 is held, tasks 1-3 finish (3000 rows parked for
+// a Limit of 2500) and nothing else starts; the old count (emitted rows
+// only) kept starting tasks until task 0 came back.
+func TestLimitCountsParkedRows(t *testing.T) {
+	base, _ := memFS(t, threeFiles(t))
+	for _, mode := range []MetadataFetch{Inline, Threaded} {
+		h := &heldFS{fsLog: fsLog{FS: base}, file: "d/part-0.parquet", reached: make(chan struct{}), release: make(chan struct{})}
+		h.reset()
+		ds, err := ReadParquet(h, "d/*.parquet", &ReadOptions{MetadataFetch: mode, PreserveOrder: true, Workers: 2, TargetBlockBytes: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.armed.Store(true)
+		it := ds.Limit(2500).Iter(context.Background())
+		<-h.reached
+		waitFor(t, "tasks 1-3 to finish", func() bool { return it.Stats().Read.Tasks == 3 })
+		close(h.release)
+		checkRows(t, collect(t, it), idRange(0, 2500), "all")
+		if n := it.Stats().Read.Tasks; n != 4 {
+			t.Fatalf("%s: %d tasks read for 2500 rows (task 0 held)", mode, n)
 		}
 	}
 }
