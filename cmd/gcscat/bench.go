@@ -13,6 +13,8 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/baseline"
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 const benchDoc = `
@@ -22,8 +24,10 @@ storage per byte used, and whether the bytes match the first strategy's
 (sha256). The strategies:
 
   one stream         one storage.Reader (gocloud NewReader) read to the end
-  naive range reads  a ranged GET per read that misses a readahead cache of
-                     --read-size + --readahead bytes, like fsspec's default
+  naive range reads  fsspec's default (readahead) cache: a read that misses
+                     its one block fetches up to --readahead bytes past the
+                     read's end with one ranged GET (a read that starts in
+                     the block keeps its tail)
   prefetch engine    gcsfs File.Read in --read-size reads (sequential prefetch)
   parallel whole     gcsfs ReadFile: --concurrency ranges fetched in parallel
                      into one buffer (File.WriteTo windows over 1 GiB)
@@ -41,8 +45,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f := newFlagSet("bench", "[flags] URL", benchDoc)
 	var rf readFlags
 	rf.register(f, true)
-	readSize := sizeValue(1 << 20)
-	readahead := sizeValue(5 << 20)
+	readSize := bytesize.Value(1 << 20)
+	readahead := bytesize.Value(baseline.DefaultReadahead)
 	f.Var(&readSize, "read-size", "`size` of each read of the sequential strategies")
 	f.Var(&readahead, "readahead", "readahead `size` of the naive strategy (fsspec's default block size)")
 	pos, err := f.parse(args)
@@ -103,7 +107,7 @@ func bench(ctx context.Context, cache *fsCache, u objectURL, readSize, readahead
 	if fsys.Zonal() {
 		backend = "gRPC multi-range downloaders"
 	}
-	fmt.Fprintf(stdout, "bench %s: %d bytes (%s); gcsfs backend: %s\n\n", u, size, humanBytes(size), backend)
+	fmt.Fprintf(stdout, "bench %s: %d bytes (%s); gcsfs backend: %s\n\n", u, size, bytesize.Format(size), backend)
 
 	b, name := fsys.Bucket(), u.name
 	if err := warmUp(ctx, fsys.FS, name, size); err != nil {
@@ -223,33 +227,21 @@ func benchOneStream(ctx context.Context, b *blob.Bucket, name string) benchResul
 	return s.result("one stream", s.n, err)
 }
 
-// benchNaive reads readSize at a time; a read the cache cannot serve
-// fetches itself plus readahead bytes with one ranged GET.
+// benchNaive reads readSize at a time through fsspec's default cache
+// (baseline.Readahead).
 func benchNaive(ctx context.Context, b *blob.Bucket, name string, size, readSize, readahead int64) benchResult {
+	const label = "naive range reads"
 	s := newSink()
-	buf := make([]byte, 0, readSize+readahead)
-	var cstart, cend, fetched int64
-	for off := int64(0); off < size; {
-		want := min(readSize, size-off)
-		if off < cstart || off+want > cend {
-			n := min(want+readahead, size-off)
-			r, err := b.NewRangeReader(ctx, name, off, n, nil)
-			if err != nil {
-				return s.result("naive range reads", fetched, err)
-			}
-			buf = buf[:n]
-			_, err = io.ReadFull(r, buf)
-			r.Close()
-			fetched += n
-			if err != nil {
-				return s.result("naive range reads", fetched, err)
-			}
-			cstart, cend = off, off+n
+	r := baseline.NewReadahead(b, name, size, readahead)
+	buf := make([]byte, readSize)
+	for off := int64(0); off < size; off += readSize {
+		n, err := r.ReadAt(ctx, buf, off)
+		s.Write(buf[:n])
+		if err != nil && err != io.EOF {
+			return s.result(label, r.Fetched(), err)
 		}
-		s.Write(buf[off-cstart : off-cstart+want])
-		off += want
 	}
-	return s.result("naive range reads", fetched, nil)
+	return s.result(label, r.Fetched(), nil)
 }
 
 // benchPrefetch reads through gcsfs's prefetch engine.

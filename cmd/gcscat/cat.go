@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,9 +21,8 @@ import (
 const catDoc = `
 Writes each object to stdout, byte for byte, or the same byte range of each.
 The bytes are fetched in windows of --max-prefetch bytes, each split into
---concurrency ranges fetched in parallel (gcsfs File.WriteTo, or one ReadAt
-per window for a range that stops short of the end), and nothing past the
-range is fetched.
+--concurrency ranges fetched in parallel, one window written while the next
+fills (gcsfs File.WriteRangeContext), and nothing past the range is fetched.
 
 Ranges: -r START-END (END inclusive), -r START- (to the end), -r -N (the
 last N bytes), --head N, --tail N; they exclude each other. A START at or
@@ -88,8 +86,8 @@ func runCat(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
-	// Every read of cat is a WriteTo or a window-sized ReadAt (copyRange):
-	// prefetching would only fetch past the range.
+	// cat reads each range once with File.WriteRangeContext, which fetches
+	// exactly the range: there is nothing for the prefetcher to do.
 	opts.DisablePrefetch = true
 	cache := newFSCache(opts, true)
 	err = catAll(ctx, cache, urls, br, stdout, stderr)
@@ -107,7 +105,7 @@ func catAll(ctx context.Context, cache *fsCache, urls []objectURL, br byteRange,
 		if err != nil {
 			return err
 		}
-		if err := catOne(ctx, fsys.FS, cache.opts, u, br, stdout, stderr); err != nil {
+		if err := catOne(ctx, fsys.FS, u, br, stdout, stderr); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				if info, serr := fsys.StatContext(ctx, u.name); serr == nil && info.IsDir() {
 					return objErr(u.String(), errIsDir)
@@ -119,7 +117,7 @@ func catAll(ctx context.Context, cache *fsCache, urls []objectURL, br byteRange,
 	return nil
 }
 
-func catOne(ctx context.Context, fsys *gcsfs.FS, opts gcsfs.Options, u objectURL, br byteRange, stdout, stderr io.Writer) error {
+func catOne(ctx context.Context, fsys *gcsfs.FS, u objectURL, br byteRange, stdout, stderr io.Writer) error {
 	file, err := fsys.OpenContext(ctx, u.name)
 	if err != nil {
 		return err
@@ -130,7 +128,10 @@ func catOne(ctx context.Context, fsys *gcsfs.FS, opts gcsfs.Options, u objectURL
 		return err
 	}
 	w, done := newProgress(stdout, stderr, n, u.String())
-	written, err := copyRange(ctx, file, w, off, n, opts)
+	// Windows of --max-prefetch bytes, each split into --concurrency
+	// ranges fetched in parallel, one written while the next fills; nothing
+	// past the range is fetched.
+	written, err := file.WriteRangeContext(ctx, w, off, n)
 	done()
 	if ctx.Err() != nil {
 		// Ctrl-C: say so, whatever the copy stopped on.
@@ -140,45 +141,6 @@ func catOne(ctx context.Context, fsys *gcsfs.FS, opts gcsfs.Options, u objectURL
 		err = fmt.Errorf("wrote %d of %d bytes", written, n)
 	}
 	return err
-}
-
-// copyRange writes [off, off+n) of file to w. A range that runs to the end
-// uses File.WriteTo (parallel windows, double-buffered). gcsfs has no
-// bounded WriteTo, so a range that stops short of the end is copied here a
-// window at a time with one ReadAt each: cat opens its FS with prefetch
-// off, so the engine splits each ReadAt into --concurrency ranged requests
-// fetched in parallel, and nothing is fetched past END.
-func copyRange(ctx context.Context, file *gcsfs.File, w io.Writer, off, n int64, o gcsfs.Options) (int64, error) {
-	if n == 0 {
-		return 0, nil
-	}
-	if off+n == file.Size() {
-		if _, err := file.Seek(off, io.SeekStart); err != nil {
-			return 0, err
-		}
-		return file.WriteToContext(ctx, w)
-	}
-	buf := make([]byte, min(n, cmp.Or(o.MaxPrefetch, 64<<20)))
-	var written int64
-	for written < n {
-		b := buf[:min(int64(len(buf)), n-written)]
-		got, err := file.ReadAtContext(ctx, b, off+written)
-		if err == io.EOF && got == len(b) {
-			err = nil
-		}
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return written, err
-		}
-		m, err := w.Write(b)
-		written += int64(m)
-		if err != nil {
-			return written, err
-		}
-	}
-	return written, nil
 }
 
 type rangeKind int

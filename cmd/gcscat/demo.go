@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zonalread/zonalread/internal/bytesize"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -33,7 +34,7 @@ const demoBucket = "demo"
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlagSet("demo", "[flags]", demoDoc)
-	bigSize := sizeValue(64 << 20)
+	bigSize := bytesize.Value(64 << 20)
 	f.Var(&bigSize, "size", "`size` of the big sample object")
 	pos, err := f.parse(args)
 	if err != nil {
@@ -79,7 +80,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	d.step("A byte range: the first 120 bytes of a CSV (END is inclusive).", 0, "cat", "-r", "0-119", "gs://demo/data/2024/01/measurements.csv")
 	d.step("The last 200 bytes of a log (bytes, not lines: it starts mid-line).", 0, "cat", "--tail", "200", "gs://demo/logs/app.log")
 	d.step("A Parquet file: schema and row groups from its footer (one ranged read), and its first rows.", 0, "parquet", "--rows", "5", "gs://demo/data/trips.parquet")
-	d.hashStep(fmt.Sprintf("The whole %s object, in parallel windows, piped to sha256sum; --stats prints the read counters.", humanBytes(int64(bigSize))),
+	d.hashStep(fmt.Sprintf("The whole %s object, in parallel windows, piped to sha256sum; --stats prints the read counters.", bytesize.Format(int64(bigSize))),
 		objects[0].data, "cat", "--stats", big)
 	d.step("Read strategies side by side on this link; each one's bytes are checked with sha256.", 0, "bench", big)
 
@@ -213,7 +214,7 @@ func (d *demo) hashStep(comment string, data []byte, args ...string) {
 		same = "DIFFERENT"
 		d.failed = fmt.Errorf("cat output differs from the object")
 	}
-	fmt.Fprintf(d.out, "# (%s in %s; the object's own sha256 is %x: %s)\n", humanBytes(int64(len(data))), shortDuration(took), want[:4], same)
+	fmt.Fprintf(d.out, "# (%s in %s; the object's own sha256 is %x: %s)\n", bytesize.Format(int64(len(data))), shortDuration(took), want[:4], same)
 }
 
 func (d *demo) exec(comment string, wantCode int, pipe string, stdout, stderr io.Writer, args []string) int {
@@ -250,7 +251,7 @@ func (d *demo) printStderr(s string, firstLine bool) {
 
 func shapeString(s testserver.Shape) string {
 	return fmt.Sprintf("%s to first byte, %s/s per stream, %s/s in all",
-		s.Latency, humanBytes(s.ConnBandwidth), humanBytes(s.AggregateBandwidth))
+		s.Latency, bytesize.Format(s.ConnBandwidth), bytesize.Format(s.AggregateBandwidth))
 }
 
 // setenv sets environment variables and returns what restores them.

@@ -3,11 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 // minWindow is the smallest --block-size and --max-prefetch accepted.
@@ -18,8 +17,8 @@ const minWindow = 64 << 10
 type readFlags struct {
 	poolSize    int
 	concurrency int
-	blockSize   sizeValue
-	maxPrefetch sizeValue
+	blockSize   bytesize.Value
+	maxPrefetch bytesize.Value
 	zonal       string
 	grpc        bool
 	stats       bool
@@ -54,10 +53,10 @@ func (r *readFlags) options(f *flagSet) (gcsfs.Options, error) {
 	// 0 means the gcsfs default; anything under minWindow would cut reads
 	// into tiny requests (--max-prefetch 1 is one request per byte).
 	if r.blockSize != 0 && r.blockSize < minWindow {
-		return o, f.usageErr("--block-size must be at least %s (or 0 for the default), got %d bytes", humanBytes(minWindow), int64(r.blockSize))
+		return o, f.usageErr("--block-size must be at least %s (or 0 for the default), got %d bytes", bytesize.Format(minWindow), int64(r.blockSize))
 	}
 	if r.maxPrefetch != 0 && r.maxPrefetch < minWindow {
-		return o, f.usageErr("--max-prefetch must be at least %s (or 0 for the default), got %d bytes", humanBytes(minWindow), int64(r.maxPrefetch))
+		return o, f.usageErr("--max-prefetch must be at least %s (or 0 for the default), got %d bytes", bytesize.Format(minWindow), int64(r.maxPrefetch))
 	}
 	z, ok := gcsfs.ParseZonal(r.zonal)
 	if !ok {
@@ -77,75 +76,6 @@ func (r *readFlags) options(f *flagSet) (gcsfs.Options, error) {
 	return o, nil
 }
 
-// sizeValue is a flag.Value of a byte count: 1048576, 1MiB, 1M, 512k. The
-// K, M, G, T suffixes are powers of 1024, with or without "B" or "iB".
-type sizeValue int64
-
-// String is the size in the largest unit that divides it: "64MiB".
-func (s *sizeValue) String() string {
-	n := int64(*s)
-	for _, u := range []struct {
-		shift uint
-		name  string
-	}{{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
-		if n != 0 && n%(1<<u.shift) == 0 {
-			return strconv.FormatInt(n>>u.shift, 10) + u.name
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
-
-func (s *sizeValue) Set(v string) error {
-	n, err := parseSize(v)
-	if err != nil {
-		return err
-	}
-	*s = sizeValue(n)
-	return nil
-}
-
-func parseSize(v string) (int64, error) {
-	t := strings.TrimSpace(strings.ToLower(v))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	shift := 0
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k':
-			shift = 10
-		case 'm':
-			shift = 20
-		case 'g':
-			shift = 30
-		case 't':
-			shift = 40
-		}
-		if shift > 0 {
-			t = t[:len(t)-1]
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
-	if err != nil || n < 0 || n > (1<<62)>>shift {
-		return 0, fmt.Errorf("bad size %q (want bytes, or a number with K, M, G or T)", v)
-	}
-	return n << shift, nil
-}
-
-// humanBytes formats n as "64.0 MiB" (or "512 B").
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit && n > -unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
-		f /= unit
-		if f < unit && f > -unit || u == "TiB" {
-			return fmt.Sprintf("%.1f %s", f, u)
-		}
-	}
-	panic("unreachable")
-}
-
 // ratio formats a/b, or "-" when b is 0.
 func ratio(a, b int64) string {
 	if b == 0 {
@@ -162,11 +92,11 @@ func printStats(w io.Writer, label string, zonal bool, s gcsfs.Stats) {
 	}
 	fmt.Fprintf(w, "stats %s (%s):\n", label, backend)
 	fmt.Fprintf(w, "  files %d  asked %s  fetched %s (%s per byte asked)  requests %d\n",
-		s.Files, humanBytes(s.Asked), humanBytes(s.Fetched), ratio(s.Fetched, s.Asked), s.Requests)
+		s.Files, bytesize.Format(s.Asked), bytesize.Format(s.Fetched), ratio(s.Fetched, s.Asked), s.Requests)
 	fmt.Fprintf(w, "  prefetched %s  served from prefetch %s  wasted %s  waits %d\n",
-		humanBytes(s.Prefetched), humanBytes(s.Served), humanBytes(s.Wasted), s.Waits)
+		bytesize.Format(s.Prefetched), bytesize.Format(s.Served), bytesize.Format(s.Wasted), s.Waits)
 	fmt.Fprintf(w, "  downloaders %d (replaced %d)  retries %d  buffers peak %s of %s\n",
-		s.Downloaders, s.Replaced, s.Retries, humanBytes(s.BufferHigh), humanBytes(s.BufferBudget))
+		s.Downloaders, s.Replaced, s.Retries, bytesize.Format(s.BufferHigh), bytesize.Format(s.BufferBudget))
 }
 
 // shortDuration rounds d for a table: 3 significant digits.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 const lsDoc = `
@@ -43,7 +44,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	l.flush(stdout)
 	if err == nil && l.long {
-		fmt.Fprintf(stdout, "TOTAL: %d objects, %d bytes (%s)\n", l.objects, l.bytes, humanBytes(l.bytes))
+		fmt.Fprintf(stdout, "TOTAL: %d objects, %d bytes (%s)\n", l.objects, l.bytes, bytesize.Format(l.bytes))
 	}
 	return errors.Join(err, cache.Close())
 }
@@ -222,7 +223,7 @@ func statOne(ctx context.Context, cache *fsCache, u objectURL, w io.Writer) erro
 	}
 	fmt.Fprintf(tw, "%s:\n", u.String())
 	fmt.Fprintf(tw, "    Name:\t%s\n", path.Clean(u.name))
-	fmt.Fprintf(tw, "    Size:\t%d (%s)\n", info.Size(), humanBytes(info.Size()))
+	fmt.Fprintf(tw, "    Size:\t%d (%s)\n", info.Size(), bytesize.Format(info.Size()))
 	fmt.Fprintf(tw, "    Generation:\t%s\n", generation(info))
 	fmt.Fprintf(tw, "    Updated:\t%s\n", updated(info))
 	return tw.Flush()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/zonalread/zonalread/internal/bytesize"
 	"regexp"
 	"strings"
 	"testing"
@@ -62,7 +63,7 @@ func TestLsLong(t *testing.T) {
 	for _, data := range f.objects {
 		total += len(data)
 	}
-	if len(lines) != 6 || lines[5] != fmt.Sprintf("TOTAL: 5 objects, %d bytes (%s)", total, humanBytes(int64(total))) {
+	if len(lines) != 6 || lines[5] != fmt.Sprintf("TOTAL: 5 objects, %d bytes (%s)", total, bytesize.Format(int64(total))) {
 		t.Fatalf("ls -l -R:\n%s", r.stdout)
 	}
 	// Sizes are right-aligned: every URL starts in the same column.
