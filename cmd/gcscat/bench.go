@@ -48,7 +48,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	readSize := bytesize.Value(1 << 20)
 	readahead := bytesize.Value(baseline.DefaultReadahead)
 	f.Var(&readSize, "read-size", "`size` of each read of the sequential strategies")
-	f.Var(&readahead, "readahead", "readahead `size` of the naive strategy (fsspec's default block size)")
+	f.Var(&readahead, "readahead", "how far past a read that misses its cache the naive strategy fetches, in `size` (the default is fsspec's block size)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err

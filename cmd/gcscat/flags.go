@@ -28,13 +28,15 @@ type readFlags struct {
 // reads with prefetch off, and there --max-prefetch is the size of its
 // parallel windows).
 func (r *readFlags) register(f *flagSet, prefetch bool) {
-	f.IntVar(&r.poolSize, "pool-size", 0, "`n` downloaders (streams) one open object may use at once (0: gcsfs default, 8)")
-	f.IntVar(&r.concurrency, "concurrency", 0, "split one logical read into `n` ranges (0: gcsfs default, 8)")
+	smallest := bytesize.Value(minWindow)
+	atLeast := "at least " + smallest.String()
+	f.IntVar(&r.poolSize, "pool-size", 0, "`n` downloaders (streams) one open object may use at once (0: the default of gcsfs.Options.PoolSize)")
+	f.IntVar(&r.concurrency, "concurrency", 0, "split one logical read into `n` ranges (0: the default of gcsfs.Options.Concurrency)")
 	if prefetch {
-		f.Var(&r.blockSize, "block-size", "smallest prefetch window `size`, at least 64KiB, e.g. 1MiB (0: gcsfs default, 1 MiB)")
-		f.Var(&r.maxPrefetch, "max-prefetch", "largest prefetch window `size`, at least 64KiB, e.g. 64MiB (0: gcsfs default, 64 MiB)")
+		f.Var(&r.blockSize, "block-size", "smallest prefetch window `size`, "+atLeast+", e.g. 1MiB (0: the default of gcsfs.Options.BlockSize)")
+		f.Var(&r.maxPrefetch, "max-prefetch", "largest prefetch window `size`, "+atLeast+", e.g. 64MiB (0: the default of gcsfs.Options.MaxPrefetch)")
 	} else {
-		f.Var(&r.maxPrefetch, "max-prefetch", "`size` of the windows fetched in parallel, at least 64KiB, e.g. 64MiB (0: gcsfs default, 64 MiB)")
+		f.Var(&r.maxPrefetch, "max-prefetch", "`size` of the windows fetched in parallel, "+atLeast+", e.g. 64MiB (0: the default of gcsfs.Options.MaxPrefetch)")
 	}
 	f.StringVar(&r.zonal, "zonal", "auto", "read backend `mode`: auto (ask the bucket), on (gRPC multi-range downloaders), off (ranged reads);\na ?zonal= query parameter in the URL wins over this flag")
 	f.BoolVar(&r.grpc, "grpc", false, "read object data over the gRPC API (bidi multi-range downloaders) whatever the bucket\nreports; the same as --zonal on (listing and metadata stay on the JSON API)")
