@@ -10,7 +10,7 @@
 //	gcscat stat  URL...             show size, generation and update time
 //	gcscat parquet [--rows N] URL   show a Parquet file's schema, row groups and first rows
 //	gcscat bench [flags] URL        compare read strategies on one object
-//	gcscat demo                     tour the commands against an in-process fake GCS
+//	gcscat demo                     how to run the tour (make demo: cmd/gcscat-demo)
 //
 // URLs are gs://bucket/path/to/object (the query parameters zonal=auto|true|false
 // and anonymous=true apply to the bucket) or file:///dir/path.
@@ -70,7 +70,7 @@ func commands() []command {
 		{"stat", "show an object's size, generation and update time", runStat},
 		{"parquet", "show a Parquet file's schema, row groups and first rows", runParquet},
 		{"bench", "compare read strategies on one object", runBench},
-		{"demo", "tour the commands against an in-process fake GCS", runDemo},
+		{"demo", "tour the commands against a fake GCS: a program of its own, run 'make demo'", runDemo},
 	}
 }
 
@@ -93,7 +93,8 @@ Real buckets use Application Default Credentials: run
 STORAGE_EMULATOR_HOST and STORAGE_EMULATOR_HOST_GRPC (host:port) point gs://
 URLs at an emulator.
 
-Run 'gcscat COMMAND -h' for the flags of a command; 'gcscat demo' for a tour.
+Run 'gcscat COMMAND -h' for the flags of a command; 'make demo' in the
+repository for a tour.
 Exit status: 0 ok, 1 error, 2 usage error.
 `
 
