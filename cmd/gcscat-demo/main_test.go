@@ -5,11 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
-
-	"github.com/zonalread/zonalread/internal/leaktest"
 )
-
-func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 
 // Bad command lines are usage errors (exit status 2) that say what is
 // wrong; -h is not an error. The tour itself is tested in cmd/gcscat,

@@ -287,3 +287,18 @@ func benchWhole(ctx context.Context, fsys *gcsfs.FS, name string, size int64) be
 	file.Close()
 	return s.result(label, fsys.Stats().Fetched-before, err)
 }
+
+// shortDuration rounds d for a table: 3 significant digits.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
+}

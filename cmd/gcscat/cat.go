@@ -6,14 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
-	"os"
-	"strconv"
 	"strings"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/zonalread/zonalread/gcsfs"
 )
@@ -31,9 +24,6 @@ past the end of a non-empty object is an error; an END, a suffix or a
 
 A progress bar is drawn on stderr for reads of 8 MiB or more when stderr
 is a terminal and stdout is not (cat > file); never otherwise.`
-
-// progressMin is the smallest read that gets a progress bar.
-const progressMin = 8 << 20
 
 func runCat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlagSet("cat", "[flags] URL...", catDoc)
@@ -141,126 +131,4 @@ func catOne(ctx context.Context, fsys *gcsfs.FS, u objectURL, br byteRange, stdo
 		err = fmt.Errorf("wrote %d of %d bytes", written, n)
 	}
 	return err
-}
-
-type rangeKind int
-
-const (
-	rangeAll    rangeKind = iota
-	rangeFrom             // START- or START-END
-	rangeHead             // the first n bytes
-	rangeSuffix           // the last n bytes
-)
-
-// byteRange is what part of an object cat writes.
-type byteRange struct {
-	kind   rangeKind
-	start  int64
-	end    int64 // inclusive; with hasEnd
-	hasEnd bool
-	n      int64
-}
-
-// parseRange parses -r's START-END, START- and -N.
-func parseRange(s string) (byteRange, error) {
-	first, last, ok := strings.Cut(s, "-")
-	if !ok {
-		return byteRange{}, errors.New("want START-END, START- or -N")
-	}
-	num := func(v string) (int64, error) {
-		if v == "" || strings.TrimLeft(v, "0123456789") != "" {
-			return 0, fmt.Errorf("%q is not a byte offset", v)
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s is too large for a byte offset (the largest is %d)", v, int64(math.MaxInt64))
-		}
-		return n, nil
-	}
-	if first == "" {
-		n, err := num(last)
-		if err != nil {
-			return byteRange{}, err
-		}
-		if n == 0 {
-			return byteRange{}, errors.New("a suffix range needs N > 0")
-		}
-		return byteRange{kind: rangeSuffix, n: n}, nil
-	}
-	start, err := num(first)
-	if err != nil {
-		return byteRange{}, err
-	}
-	r := byteRange{kind: rangeFrom, start: start}
-	if last == "" {
-		return r, nil
-	}
-	if r.end, err = num(last); err != nil {
-		return byteRange{}, err
-	}
-	if r.end < start {
-		return byteRange{}, fmt.Errorf("END %d is before START %d", r.end, start)
-	}
-	r.hasEnd = true
-	return r, nil
-}
-
-// resolve returns the offset and length of the range in an object of
-// size bytes: START past the end is an error, everything else is clipped.
-func (r byteRange) resolve(size int64) (off, n int64, err error) {
-	switch r.kind {
-	case rangeHead:
-		return 0, min(r.n, size), nil
-	case rangeSuffix:
-		n = min(r.n, size)
-		return size - n, n, nil
-	case rangeFrom:
-		if r.start >= size && (r.start > 0 || size > 0) {
-			return 0, 0, fmt.Errorf("range start %d is past the end of the object (%d bytes)", r.start, size)
-		}
-		end := size - 1
-		if r.hasEnd {
-			end = min(r.end, end)
-		}
-		return r.start, max(0, end-r.start+1), nil
-	}
-	return 0, size, nil
-}
-
-// newProgress returns dst wrapped so that writes advance a progress bar on
-// stderr, and the function that finishes the bar. The bar is drawn only
-// when stderr is a terminal, dst is not (the bar would be drawn over the
-// data, as curl's would) and the read is at least progressMin bytes;
-// otherwise dst is returned as it is.
-func newProgress(dst, stderr io.Writer, total int64, label string) (io.Writer, func()) {
-	if total < progressMin || !isTerminal(stderr) || isTerminal(dst) {
-		return dst, func() {}
-	}
-	return progressTo(dst, stderr, total, label)
-}
-
-// progressTo always draws the bar on out.
-func progressTo(dst, out io.Writer, total int64, label string) (io.Writer, func()) {
-	bar := progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(out),
-		progressbar.OptionSetDescription(label),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowCount(),
-		// Drawn at 0% at once: this starts the clock, and the first
-		// window of a parallel read takes a while.
-		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionUseIECUnits(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)
-	return io.MultiWriter(dst, bar), func() {
-		bar.Finish()
-		bar.Exit()
-	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

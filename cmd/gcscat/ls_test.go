@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"github.com/zonalread/zonalread/internal/bytesize"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 func TestLs(t *testing.T) {

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"time"
-
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/bytesize"
 )
@@ -76,42 +72,4 @@ func (r *readFlags) options(f *flagSet) (gcsfs.Options, error) {
 	o.BlockSize = int64(r.blockSize)
 	o.MaxPrefetch = int64(r.maxPrefetch)
 	return o, nil
-}
-
-// ratio formats a/b, or "-" when b is 0.
-func ratio(a, b int64) string {
-	if b == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f", float64(a)/float64(b))
-}
-
-// printStats writes an FS's counters as one compact block.
-func printStats(w io.Writer, label string, zonal bool, s gcsfs.Stats) {
-	backend := "ranged reads"
-	if zonal {
-		backend = "gRPC multi-range downloaders"
-	}
-	fmt.Fprintf(w, "stats %s (%s):\n", label, backend)
-	fmt.Fprintf(w, "  files %d  asked %s  fetched %s (%s per byte asked)  requests %d\n",
-		s.Files, bytesize.Format(s.Asked), bytesize.Format(s.Fetched), ratio(s.Fetched, s.Asked), s.Requests)
-	fmt.Fprintf(w, "  prefetched %s  served from prefetch %s  wasted %s  waits %d\n",
-		bytesize.Format(s.Prefetched), bytesize.Format(s.Served), bytesize.Format(s.Wasted), s.Waits)
-	fmt.Fprintf(w, "  downloaders %d (replaced %d)  retries %d  buffers peak %s of %s\n",
-		s.Downloaders, s.Replaced, s.Retries, bytesize.Format(s.BufferHigh), bytesize.Format(s.BufferBudget))
-}
-
-// shortDuration rounds d for a table: 3 significant digits.
-func shortDuration(d time.Duration) string {
-	switch {
-	case d >= 10*time.Second:
-		return d.Round(100 * time.Millisecond).String()
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond).String()
-	case d >= 100*time.Millisecond:
-		return d.Round(time.Millisecond).String()
-	case d >= 10*time.Millisecond:
-		return d.Round(100 * time.Microsecond).String()
-	}
-	return d.Round(10 * time.Microsecond).String()
 }
