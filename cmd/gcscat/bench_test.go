@@ -52,7 +52,8 @@ func TestBench(t *testing.T) {
 	r.check(t, 0, "stats gs://bkt (gRPC multi-range downloaders):")
 
 	// Odd sizes: reads and readahead that do not divide the object; a read
-	// that runs past the naive cache fetches its start again.
+	// that runs past the naive cache keeps the cached part (fsspec's partial
+	// hit) and fetches only the rest.
 	r = gcscat(t, "bench", "--read-size", "333333", "--readahead", "1MiB", "--concurrency", "3",
 		"--pool-size", "3", "--block-size", "256KiB", "--max-prefetch", "2MiB", "gs://bkt/big.bin")
 	checkBench(t, r, 1.1)

@@ -118,9 +118,6 @@ func catOne(ctx context.Context, fsys *gcsfs.FS, u objectURL, br byteRange, stdo
 		return err
 	}
 	w, done := newProgress(stdout, stderr, n, u.String())
-	// Windows of --max-prefetch bytes, each split into --concurrency
-	// ranges fetched in parallel, one written while the next fills; nothing
-	// past the range is fetched.
 	written, err := file.WriteRangeContext(ctx, w, off, n)
 	done()
 	if ctx.Err() != nil {

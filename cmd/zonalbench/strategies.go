@@ -14,7 +14,6 @@ import (
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/baseline"
-	"github.com/zonalread/zonalread/internal/bytesize"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -150,7 +149,7 @@ var strategies = []*strategy{
 		open: func(_ context.Context, e *env) (session, error) {
 			return &streamSession{obj: e.client.Bucket(bucketName).Object(objectName)}, nil
 		}},
-	{id: readaheadID, label: "gocloud NewRangeReader + " + bytesize.Format(baseline.DefaultReadahead) + " readahead (fsspec-like)", backend: "HTTP",
+	{id: readaheadID, label: "gocloud NewRangeReader + " + human(baseline.DefaultReadahead) + " readahead (fsspec-like)", backend: "HTTP",
 		open: func(ctx context.Context, e *env) (session, error) {
 			a, err := e.bucket.Attributes(ctx, objectName)
 			if err != nil {
