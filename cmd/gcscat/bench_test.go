@@ -68,11 +68,7 @@ func TestBench(t *testing.T) {
 
 func TestBenchErrors(t *testing.T) {
 	startFake(t)
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	for _, tc := range []errCase{
 		{[]string{}, 2, "gcscat bench: want exactly one URL, got 0"},
 		{[]string{"gs://bkt/a", "gs://bkt/b"}, 2, "want exactly one URL, got 2"},
 		{[]string{"gs://bkt"}, 2, "names a bucket or directory"},

@@ -81,11 +81,7 @@ func TestLsLong(t *testing.T) {
 
 func TestLsErrors(t *testing.T) {
 	startFake(t)
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	for _, tc := range []errCase{
 		{[]string{"gs://bkt/nope"}, 1, "gcscat: gs://bkt/nope: no such object or prefix\n"},
 		{[]string{"gs://bkt/nope/*"}, 1, "gcscat: gs://bkt/nope/*: no objects match\n"},
 		{[]string{"gs://bkt/[x"}, 1, "syntax error in pattern"},

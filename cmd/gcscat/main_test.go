@@ -70,6 +70,14 @@ func startFake(t *testing.T) *fake {
 	return f
 }
 
+// errCase is a gcscat command line that fails: its exit status and what
+// its stderr must contain.
+type errCase struct {
+	args []string
+	code int
+	want string
+}
+
 // result is what one gcscat run printed and returned.
 type result struct {
 	stdout, stderr string
