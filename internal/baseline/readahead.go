@@ -24,9 +24,9 @@ const DefaultReadahead = 5 << 20
 // bucket. It holds one block of the object. A read inside the block is a
 // copy. A read that starts inside the block but runs past its end keeps
 // the block's tail and fetches from the block's end; any other read
-// fetches from its own offset. Either fetch reaches Readahead bytes past
-// the read's end (clipped to the object) with one NewRangeReader, and the
-// fetched bytes replace the block.
+// fetches from its own offset. Either fetch reaches the readahead given to
+// NewReadahead past the read's end (clipped to the object) with one
+// NewRangeReader, and the fetched bytes replace the block.
 //
 // A Readahead is not safe for concurrent use.
 type Readahead struct {
@@ -115,5 +115,7 @@ func (r *Readahead) fetch(ctx context.Context, from, to int64) error {
 // bucket.
 func (r *Readahead) Fetched() int64 { return r.fetched }
 
-// Fetches is the number of ranged reads the cache has made.
+// Fetches is the number of ranged reads the cache has made: fsspec's miss
+// count. The benchmarks count requests at the server; the cache's rules are
+// tested through it.
 func (r *Readahead) Fetches() int64 { return r.fetches }

@@ -46,7 +46,8 @@ const demoBucket = "demo"
 // stdout and stderr, and returns its exit status.
 type Runner func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
-// Options are the tour's settings.
+// Options are the tour's settings. Register sets the defaults; a zero
+// BigSize is out of range, not a default, so that -size 0 is an error.
 type Options struct {
 	// BigSize is the size of the big sample object, 1 byte to MaxBigSize.
 	BigSize bytesize.Value
@@ -75,8 +76,8 @@ func (o *Options) Check() error {
 	return nil
 }
 
-// Run runs the tour, printing it on stdout, and running gcscat through
-// gcscat. It returns an error if the servers fail to start or if a step's
+// Run runs the tour, printing it on stdout; each gcscat command line of
+// the tour runs through the gcscat Runner. It returns an error if the servers fail to start or if a step's
 // exit status or bytes are not what the tour expects. It sets the
 // emulator variables while it runs and restores them before it returns.
 func Run(ctx context.Context, o Options, stdout io.Writer, gcscat Runner) error {
@@ -195,7 +196,9 @@ func demoObjects(bigSize int) []demoObject {
 	}
 }
 
-// TripsParquet is a small Parquet file: 5000 rows in 5 row groups.
+// TripsParquet is the tour's sample Parquet file: 5000 rows in 5 row
+// groups. It is exported for gcscat's parquet tests, which read the same
+// file.
 func TripsParquet(rng *rand.Rand) []byte {
 	sc := arrow.NewSchema([]arrow.Field{
 		{Name: "trip_id", Type: arrow.PrimitiveTypes.Int64},
