@@ -64,9 +64,10 @@ type profile struct {
 	Shape      testserver.Shape
 }
 
-// The aggregate caps are chosen so that the default gcsfs options (8
-// downloaders, 8 parts per read) could fill them: 8 connections of the
-// per-connection cap add up to twice the aggregate.
+// The aggregate caps are chosen so that gcsfs's default Options.PoolSize
+// and Options.Concurrency (8 each when the caps were chosen) could fill
+// them: that many connections at the per-connection cap add up to twice
+// the aggregate.
 var profiles = []profile{
 	{Name: "standard", Desc: "regional bucket seen from a VM",
 		Shape: testserver.Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 400 << 20}},
