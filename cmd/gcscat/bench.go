@@ -103,11 +103,7 @@ func bench(ctx context.Context, cache *fsCache, u objectURL, readSize, readahead
 		return objErr(u.String(), errors.New("is a prefix, not an object"))
 	}
 	size := info.Size()
-	backend := "ranged reads"
-	if fsys.Zonal() {
-		backend = "gRPC multi-range downloaders"
-	}
-	fmt.Fprintf(stdout, "bench %s: %d bytes (%s); gcsfs backend: %s\n\n", u, size, bytesize.Format(size), backend)
+	fmt.Fprintf(stdout, "bench %s: %d bytes (%s); gcsfs backend: %s\n\n", u, size, bytesize.Format(size), backendName(fsys.Zonal()))
 
 	b, name := fsys.Bucket(), u.name
 	if err := warmUp(ctx, fsys.FS, name, size); err != nil {

@@ -16,13 +16,17 @@ func ratio(a, b int64) string {
 	return fmt.Sprintf("%.2f", float64(a)/float64(b))
 }
 
+// backendName names the read backend of an FS for people.
+func backendName(zonal bool) string {
+	if zonal {
+		return "gRPC multi-range downloaders"
+	}
+	return "ranged reads"
+}
+
 // printStats writes an FS's counters as one compact block.
 func printStats(w io.Writer, label string, zonal bool, s gcsfs.Stats) {
-	backend := "ranged reads"
-	if zonal {
-		backend = "gRPC multi-range downloaders"
-	}
-	fmt.Fprintf(w, "stats %s (%s):\n", label, backend)
+	fmt.Fprintf(w, "stats %s (%s):\n", label, backendName(zonal))
 	fmt.Fprintf(w, "  files %d  asked %s  fetched %s (%s per byte asked)  requests %d\n",
 		s.Files, bytesize.Format(s.Asked), bytesize.Format(s.Fetched), ratio(s.Fetched, s.Asked), s.Requests)
 	fmt.Fprintf(w, "  prefetched %s  served from prefetch %s  wasted %s  waits %d\n",
