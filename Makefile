@@ -38,9 +38,13 @@ bench-short:
 	  echo "short reports in $$dir"
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 10m $(PKGS)
 
-## demo: start the embedded fake server with sample data and tour the CLI.
+## demo: build gcscat, then tour it with cmd/gcscat-demo, which starts fake
+## GCS servers with sample data in its own process (gcscat does not link them).
 demo:
-	$(GO) run ./cmd/gcscat demo
+	@dir=$$(mktemp -d) && \
+	  $(GO) build -o $$dir/gcscat ./cmd/gcscat && \
+	  $(GO) run ./cmd/gcscat-demo -gcscat $$dir/gcscat; \
+	  status=$$?; rm -rf $$dir; exit $$status
 
 ## soak: mixed readers against faulty fakes for SOAK (default 2m); not in CI.
 SOAK ?= 2m

@@ -13,6 +13,8 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/baseline"
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 const benchDoc = `
@@ -22,8 +24,10 @@ storage per byte used, and whether the bytes match the first strategy's
 (sha256). The strategies:
 
   one stream         one storage.Reader (gocloud NewReader) read to the end
-  naive range reads  a ranged GET per read that misses a readahead cache of
-                     --read-size + --readahead bytes, like fsspec's default
+  naive range reads  fsspec's default (readahead) cache: a read that misses
+                     its one block fetches up to --readahead bytes past the
+                     read's end with one ranged GET (a read that starts in
+                     the block keeps its tail)
   prefetch engine    gcsfs File.Read in --read-size reads (sequential prefetch)
   parallel whole     gcsfs ReadFile: --concurrency ranges fetched in parallel
                      into one buffer (File.WriteTo windows over 1 GiB)
@@ -41,10 +45,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f := newFlagSet("bench", "[flags] URL", benchDoc)
 	var rf readFlags
 	rf.register(f, true)
-	readSize := sizeValue(1 << 20)
-	readahead := sizeValue(5 << 20)
+	readSize := bytesize.Value(1 << 20)
+	readahead := bytesize.Value(baseline.DefaultReadahead)
 	f.Var(&readSize, "read-size", "`size` of each read of the sequential strategies")
-	f.Var(&readahead, "readahead", "readahead `size` of the naive strategy (fsspec's default block size)")
+	f.Var(&readahead, "readahead", "how far past a read that misses its cache the naive strategy fetches, in `size` (the default is fsspec's block size)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -99,11 +103,7 @@ func bench(ctx context.Context, cache *fsCache, u objectURL, readSize, readahead
 		return objErr(u.String(), errors.New("is a prefix, not an object"))
 	}
 	size := info.Size()
-	backend := "ranged reads"
-	if fsys.Zonal() {
-		backend = "gRPC multi-range downloaders"
-	}
-	fmt.Fprintf(stdout, "bench %s: %d bytes (%s); gcsfs backend: %s\n\n", u, size, humanBytes(size), backend)
+	fmt.Fprintf(stdout, "bench %s: %d bytes (%s); gcsfs backend: %s\n\n", u, size, bytesize.Format(size), backendName(fsys.Zonal()))
 
 	b, name := fsys.Bucket(), u.name
 	if err := warmUp(ctx, fsys.FS, name, size); err != nil {
@@ -223,33 +223,21 @@ func benchOneStream(ctx context.Context, b *blob.Bucket, name string) benchResul
 	return s.result("one stream", s.n, err)
 }
 
-// benchNaive reads readSize at a time; a read the cache cannot serve
-// fetches itself plus readahead bytes with one ranged GET.
+// benchNaive reads readSize at a time through fsspec's default cache
+// (baseline.Readahead).
 func benchNaive(ctx context.Context, b *blob.Bucket, name string, size, readSize, readahead int64) benchResult {
+	const label = "naive range reads"
 	s := newSink()
-	buf := make([]byte, 0, readSize+readahead)
-	var cstart, cend, fetched int64
-	for off := int64(0); off < size; {
-		want := min(readSize, size-off)
-		if off < cstart || off+want > cend {
-			n := min(want+readahead, size-off)
-			r, err := b.NewRangeReader(ctx, name, off, n, nil)
-			if err != nil {
-				return s.result("naive range reads", fetched, err)
-			}
-			buf = buf[:n]
-			_, err = io.ReadFull(r, buf)
-			r.Close()
-			fetched += n
-			if err != nil {
-				return s.result("naive range reads", fetched, err)
-			}
-			cstart, cend = off, off+n
+	r := baseline.NewReadahead(b, name, size, readahead)
+	buf := make([]byte, readSize)
+	for off := int64(0); off < size; off += readSize {
+		n, err := r.ReadAt(ctx, buf, off)
+		s.Write(buf[:n])
+		if err != nil && err != io.EOF {
+			return s.result(label, r.Fetched(), err)
 		}
-		s.Write(buf[off-cstart : off-cstart+want])
-		off += want
 	}
-	return s.result("naive range reads", fetched, nil)
+	return s.result(label, r.Fetched(), nil)
 }
 
 // benchPrefetch reads through gcsfs's prefetch engine.
@@ -294,4 +282,19 @@ func benchWhole(ctx context.Context, fsys *gcsfs.FS, name string, size int64) be
 	_, err = file.WriteToContext(ctx, s)
 	file.Close()
 	return s.result(label, fsys.Stats().Fetched-before, err)
+}
+
+// shortDuration rounds d for a table: 3 significant digits.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
 }

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/zonalread/zonalread/cmd/internal/demo"
 )
 
 var benchRow = regexp.MustCompile(`(?m)^(one stream|naive range reads|prefetch engine|parallel whole object) +(\d+\.\d) +(\d+\.\d\dx) +\S+ +\S+ +(\d+\.\d\d) +ok$`)
@@ -46,7 +52,8 @@ func TestBench(t *testing.T) {
 	r.check(t, 0, "stats gs://bkt (gRPC multi-range downloaders):")
 
 	// Odd sizes: reads and readahead that do not divide the object; a read
-	// that runs past the naive cache fetches its start again.
+	// that runs past the naive cache keeps the cached part (fsspec's partial
+	// hit) and fetches only the rest.
 	r = gcscat(t, "bench", "--read-size", "333333", "--readahead", "1MiB", "--concurrency", "3",
 		"--pool-size", "3", "--block-size", "256KiB", "--max-prefetch", "2MiB", "gs://bkt/big.bin")
 	checkBench(t, r, 1.1)
@@ -61,11 +68,7 @@ func TestBench(t *testing.T) {
 
 func TestBenchErrors(t *testing.T) {
 	startFake(t)
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	for _, tc := range []errCase{
 		{[]string{}, 2, "gcscat bench: want exactly one URL, got 0"},
 		{[]string{"gs://bkt/a", "gs://bkt/b"}, 2, "want exactly one URL, got 2"},
 		{[]string{"gs://bkt"}, 2, "names a bucket or directory"},
@@ -79,15 +82,23 @@ func TestBenchErrors(t *testing.T) {
 	}
 }
 
-// The demo runs its whole tour against its own fakes (with a smaller big
-// object), checks every step's exit status and the sha256 of the big cat,
-// and restores the environment.
+// The demo (cmd/gcscat-demo) runs its whole tour of this gcscat, in
+// process, against its own fakes (with a smaller big object), checks every
+// step's exit status and the sha256 of the big cat, and restores the
+// environment.
 func TestDemo(t *testing.T) {
 	t.Setenv("STORAGE_EMULATOR_HOST", "before:1")
 	os.Unsetenv("STORAGE_EMULATOR_HOST_GRPC")
 	t.Cleanup(func() { os.Unsetenv("STORAGE_EMULATOR_HOST_GRPC") })
-	r := gcscat(t, "demo", "--size", "3MiB")
-	r.check(t, 0, "")
+	inProcess := func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return exitCode(run(ctx, args, stdout, stderr))
+	}
+	var stdout bytes.Buffer
+	err := demo.Run(context.Background(), demo.Options{BigSize: 3 << 20}, &stdout, inProcess)
+	r := result{stdout: stdout.String(), err: err}
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, r.stdout)
+	}
 	for _, want := range []string{
 		"$ gcscat ls gs://demo\ngs://demo/big.bin\ngs://demo/data/\ngs://demo/hello.txt\ngs://demo/logs/\n",
 		"$ gcscat ls -l -R gs://demo\n",
@@ -128,8 +139,11 @@ func TestDemo(t *testing.T) {
 		t.Error("STORAGE_EMULATOR_HOST_GRPC left set after the demo")
 	}
 
-	r = gcscat(t, "demo", "extra")
-	r.check(t, 2, "demo takes no arguments")
-	r = gcscat(t, "demo", "--size", "0")
-	r.check(t, 2, "--size must be between 1 byte and 1 GiB")
+	if err := demo.Run(context.Background(), demo.Options{}, &stdout, inProcess); !errors.Is(err, demo.ErrUsage) ||
+		!strings.Contains(err.Error(), "--size must be between 1 byte and 1.0 GiB") {
+		t.Errorf("demo with size 0: %v", err)
+	}
+	// gcscat itself only says where the demo is.
+	r = gcscat(t, "demo")
+	r.check(t, 2, "the demo is a separate program: run 'make demo'")
 }

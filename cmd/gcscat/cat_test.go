@@ -126,11 +126,7 @@ func TestCatSmallAndEmpty(t *testing.T) {
 // usage; every failed read exits 1 with one line. Nothing goes to stdout.
 func TestCatErrors(t *testing.T) {
 	startFake(t)
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	for _, tc := range []errCase{
 		{[]string{"gs://bkt/nope.txt"}, 1, "gcscat: gs://bkt/nope.txt: no such object\n"},
 		{[]string{"gs://bkt/dir"}, 1, "gcscat: gs://bkt/dir: is a directory (a prefix), not an object: list it with gcscat ls\n"},
 		{[]string{"gs://nobucket/x"}, 1, "gcscat: gs://nobucket: no such bucket\n"},

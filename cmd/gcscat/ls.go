@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 const lsDoc = `
@@ -26,11 +24,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlagSet("ls", "[-l] [-R] URL...", lsDoc)
 	long := f.Bool("l", false, "long listing: size, generation, updated")
 	recursive := f.Bool("R", false, "list every object below the prefix")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	urls, err := parseURLs(f, pos)
+	urls, err := parseFlagsAndURLs(f, args)
 	if err != nil {
 		return err
 	}
@@ -43,7 +37,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	l.flush(stdout)
 	if err == nil && l.long {
-		fmt.Fprintf(stdout, "TOTAL: %d objects, %d bytes (%s)\n", l.objects, l.bytes, humanBytes(l.bytes))
+		fmt.Fprintf(stdout, "TOTAL: %d objects, %d bytes (%s)\n", l.objects, l.bytes, bytesize.Format(l.bytes))
 	}
 	return errors.Join(err, cache.Close())
 }
@@ -163,67 +157,4 @@ func (l *lister) print(name string, info fs.FileInfo) {
 	l.objects++
 	l.bytes += info.Size()
 	l.rows = append(l.rows, [4]string{fmt.Sprint(info.Size()), generation(info), updated(info), name})
-}
-
-func generation(info fs.FileInfo) string {
-	if m, ok := info.Sys().(gcsfs.ObjectMeta); ok && m.Generation != 0 {
-		return fmt.Sprint(m.Generation)
-	}
-	return "-"
-}
-
-func updated(info fs.FileInfo) string {
-	if info.ModTime().IsZero() {
-		return "-"
-	}
-	return info.ModTime().UTC().Format(time.RFC3339)
-}
-
-const statDoc = `
-Shows each object's size, generation and update time; a prefix shows as a
-directory.`
-
-func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlagSet("stat", "URL...", statDoc)
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	urls, err := parseURLs(f, pos)
-	if err != nil {
-		return err
-	}
-	cache := newFSCache(gcsfs.Options{}, false)
-	for _, u := range urls {
-		if err = statOne(ctx, cache, u, stdout); err != nil {
-			break
-		}
-	}
-	return errors.Join(err, cache.Close())
-}
-
-func statOne(ctx context.Context, cache *fsCache, u objectURL, w io.Writer) error {
-	fsys, err := cache.get(ctx, u)
-	if err != nil {
-		return err
-	}
-	info, err := fsys.StatContext(ctx, u.name)
-	if err != nil {
-		return fsys.notFound(ctx, u, err)
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	if info.IsDir() {
-		name := u.String()
-		if !strings.HasSuffix(name, "/") {
-			name += "/"
-		}
-		fmt.Fprintf(tw, "%s:\n    Type:\tdirectory (prefix)\n", name)
-		return tw.Flush()
-	}
-	fmt.Fprintf(tw, "%s:\n", u.String())
-	fmt.Fprintf(tw, "    Name:\t%s\n", path.Clean(u.name))
-	fmt.Fprintf(tw, "    Size:\t%d (%s)\n", info.Size(), humanBytes(info.Size()))
-	fmt.Fprintf(tw, "    Generation:\t%s\n", generation(info))
-	fmt.Fprintf(tw, "    Updated:\t%s\n", updated(info))
-	return tw.Flush()
 }

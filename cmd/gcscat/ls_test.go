@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 func TestLs(t *testing.T) {
@@ -62,7 +64,7 @@ func TestLsLong(t *testing.T) {
 	for _, data := range f.objects {
 		total += len(data)
 	}
-	if len(lines) != 6 || lines[5] != fmt.Sprintf("TOTAL: 5 objects, %d bytes (%s)", total, humanBytes(int64(total))) {
+	if len(lines) != 6 || lines[5] != fmt.Sprintf("TOTAL: 5 objects, %d bytes (%s)", total, bytesize.Format(int64(total))) {
 		t.Fatalf("ls -l -R:\n%s", r.stdout)
 	}
 	// Sizes are right-aligned: every URL starts in the same column.
@@ -79,11 +81,7 @@ func TestLsLong(t *testing.T) {
 
 func TestLsErrors(t *testing.T) {
 	startFake(t)
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	for _, tc := range []errCase{
 		{[]string{"gs://bkt/nope"}, 1, "gcscat: gs://bkt/nope: no such object or prefix\n"},
 		{[]string{"gs://bkt/nope/*"}, 1, "gcscat: gs://bkt/nope/*: no objects match\n"},
 		{[]string{"gs://bkt/[x"}, 1, "syntax error in pattern"},

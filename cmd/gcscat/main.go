@@ -10,7 +10,7 @@
 //	gcscat stat  URL...             show size, generation and update time
 //	gcscat parquet [--rows N] URL   show a Parquet file's schema, row groups and first rows
 //	gcscat bench [flags] URL        compare read strategies on one object
-//	gcscat demo                     tour the commands against an in-process fake GCS
+//	gcscat demo                     how to run the tour (make demo: cmd/gcscat-demo)
 //
 // URLs are gs://bucket/path/to/object (the query parameters zonal=auto|true|false
 // and anonymous=true apply to the bucket) or file:///dir/path.
@@ -40,7 +40,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -70,7 +69,7 @@ func commands() []command {
 		{"stat", "show an object's size, generation and update time", runStat},
 		{"parquet", "show a Parquet file's schema, row groups and first rows", runParquet},
 		{"bench", "compare read strategies on one object", runBench},
-		{"demo", "tour the commands against an in-process fake GCS", runDemo},
+		{"demo", "tour the commands against a fake GCS: a program of its own, run 'make demo'", runDemo},
 	}
 }
 
@@ -93,7 +92,8 @@ Real buckets use Application Default Credentials: run
 STORAGE_EMULATOR_HOST and STORAGE_EMULATOR_HOST_GRPC (host:port) point gs://
 URLs at an emulator.
 
-Run 'gcscat COMMAND -h' for the flags of a command; 'gcscat demo' for a tour.
+Run 'gcscat COMMAND -h' for the flags of a command; 'make demo' in the
+repository for a tour.
 Exit status: 0 ok, 1 error, 2 usage error.
 `
 
@@ -144,125 +144,4 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return &usageError{msg: fmt.Sprintf("unknown command %q", name), usage: mainUsage()}
-}
-
-// usageError is a bad command line: exit status 2, with the usage of the
-// command printed after the message.
-type usageError struct {
-	cmd   string // the subcommand, "" at the top level
-	msg   string
-	usage string
-}
-
-func (e *usageError) Error() string {
-	if e.cmd == "" {
-		return e.msg
-	}
-	return e.cmd + ": " + e.msg
-}
-
-// helpRequest is -h: usage on stdout, exit status 0.
-type helpRequest struct{ usage string }
-
-func (h *helpRequest) Error() string { return "help requested" }
-
-// exitCode maps run's error to the exit status: 0 for nil, 2 for a usage
-// error, 1 for anything else.
-func exitCode(err error) int {
-	var ue *usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ue):
-		return 2
-	}
-	var help *helpRequest
-	if errors.As(err, &help) {
-		return 0
-	}
-	return 1
-}
-
-// printError prints err as gcscat's one-line message (and, for a usage
-// error, the usage).
-func printError(w io.Writer, err error) {
-	var ue *usageError
-	if errors.As(err, &ue) {
-		sep := " "
-		if ue.cmd == "" {
-			sep = ": "
-		}
-		fmt.Fprintf(w, "gcscat%s%s\n\n%s", sep, ue.Error(), ue.usage)
-		return
-	}
-	fmt.Fprintf(w, "gcscat: %s\n", describe(err))
-}
-
-// flagSet is a subcommand's flags with its usage text.
-type flagSet struct {
-	*flag.FlagSet
-	synopsis string // after "gcscat NAME "
-	doc      string
-}
-
-func newFlagSet(name, synopsis, doc string) *flagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	// Parse errors come back as usageErrors; run prints them.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return &flagSet{FlagSet: fs, synopsis: synopsis, doc: doc}
-}
-
-func (f *flagSet) usage() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Usage: gcscat %s %s\n\n%s\n", f.Name(), f.synopsis, strings.TrimSpace(f.doc))
-	hasFlags := false
-	f.VisitAll(func(*flag.Flag) { hasFlags = true })
-	if hasFlags {
-		b.WriteString("\nFlags:\n")
-		f.SetOutput(&b)
-		f.PrintDefaults()
-		f.SetOutput(io.Discard)
-	}
-	return b.String()
-}
-
-// usageErr returns a usage error of this subcommand.
-func (f *flagSet) usageErr(format string, a ...any) error {
-	return &usageError{cmd: f.Name(), msg: fmt.Sprintf(format, a...), usage: f.usage()}
-}
-
-// parse parses args, allowing flags after positional arguments ("cat URL
-// -r 0-9"); everything after "--" is positional. It returns the positional
-// arguments.
-func (f *flagSet) parse(args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := f.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, &helpRequest{usage: f.usage()}
-			}
-			return nil, f.usageErr("%v", err)
-		}
-		rest := f.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-// isSet reports whether the flag name was given on the command line.
-func (f *flagSet) isSet(name string) bool {
-	set := false
-	f.Visit(func(fl *flag.Flag) {
-		if fl.Name == name {
-			set = true
-		}
-	})
-	return set
 }

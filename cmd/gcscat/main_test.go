@@ -70,6 +70,14 @@ func startFake(t *testing.T) *fake {
 	return f
 }
 
+// errCase is a gcscat command line that fails: its exit status and what
+// its stderr must contain.
+type errCase struct {
+	args []string
+	code int
+	want string
+}
+
 // result is what one gcscat run printed and returned.
 type result struct {
 	stdout, stderr string
@@ -165,42 +173,6 @@ func TestUsage(t *testing.T) {
 	r.check(t, 2, "gcscat ls: flag provided but not defined: -bogus")
 	if !strings.Contains(r.stderr, "Usage: gcscat ls") || r.stdout != "" {
 		t.Errorf("stderr %q stdout %q", r.stderr, r.stdout)
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"0", 0, true},
-		{"1048576", 1 << 20, true},
-		{"1MiB", 1 << 20, true},
-		{"1M", 1 << 20, true},
-		{"1mb", 1 << 20, true},
-		{"512k", 512 << 10, true},
-		{"2GiB", 2 << 30, true},
-		{"1T", 1 << 40, true},
-		{"", 0, false},
-		{"-1", 0, false},
-		{"1.5M", 0, false},
-		{"MiB", 0, false},
-		{"1X", 0, false},
-		{"99999999999T", 0, false},
-	} {
-		got, err := parseSize(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestHumanBytes(t *testing.T) {
-	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 64 << 20: "64.0 MiB", 3 << 40: "3.0 TiB", 5000 << 40: "5000.0 TiB"} {
-		if got := humanBytes(in); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", in, got, want)
-		}
 	}
 }
 

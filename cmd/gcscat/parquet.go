@@ -10,6 +10,7 @@ import (
 
 	"github.com/zonalread/zonalread/dataset"
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/bytesize"
 )
 
 const parquetDoc = `
@@ -48,7 +49,7 @@ func showParquet(ctx context.Context, cache *fsCache, u objectURL, rows int64, w
 	if err != nil {
 		return objErr(u.String(), err)
 	}
-	fmt.Fprintf(w, "%s: %s, %d rows in %d row groups", u, humanBytes(info.Size), info.NumRows, len(info.RowGroups))
+	fmt.Fprintf(w, "%s: %s, %d rows in %d row groups", u, bytesize.Format(info.Size), info.NumRows, len(info.RowGroups))
 	if info.CreatedBy != "" {
 		fmt.Fprintf(w, ", written by %s", info.CreatedBy)
 	}
@@ -64,7 +65,7 @@ func showParquet(ctx context.Context, cache *fsCache, u objectURL, rows int64, w
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ROW GROUP\tROWS\tCOMPRESSED\tUNCOMPRESSED\tCOMPRESSION\t")
 	for i, rg := range info.RowGroups {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t\n", i, rg.Rows, humanBytes(rg.CompressedBytes), humanBytes(rg.UncompressedBytes), strings.ToLower(rg.Compression))
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t\n", i, rg.Rows, bytesize.Format(rg.CompressedBytes), bytesize.Format(rg.UncompressedBytes), strings.ToLower(rg.Compression))
 	}
 	if err := tw.Flush(); err != nil || rows == 0 {
 		return err

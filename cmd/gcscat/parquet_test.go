@@ -4,12 +4,14 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/zonalread/zonalread/cmd/internal/demo"
 )
 
 func TestParquet(t *testing.T) {
 	f := startFake(t)
 	// The demo's sample file: 5000 rows in row groups of 1000.
-	if _, err := f.srv.PutObject(testBucket, "t/cities.parquet", tripsParquet(rand.New(rand.NewPCG(1, 2)))); err != nil {
+	if _, err := f.srv.PutObject(testBucket, "t/cities.parquet", demo.TripsParquet(rand.New(rand.NewPCG(1, 2)))); err != nil {
 		t.Fatal(err)
 	}
 	r := gcscat(t, "parquet", "gs://"+testBucket+"/t/cities.parquet")

@@ -18,7 +18,7 @@
 //	strided       Parquet-like: the footer, then 3 of 8 column chunks of each row group
 //
 // The strategies are one storage.Reader stream, gocloud NewRangeReader with
-// a fixed 5 MiB readahead (fsspec's default cache), and zonalread (gcsfs)
+// fsspec's default cache (internal/baseline, 5 MiB readahead), and zonalread (gcsfs)
 // with prefetch off and on, over HTTP ranged reads and gRPC multi-range
 // downloaders. Every run's bytes are checked against the object (sha256);
 // a mismatch fails the program.
@@ -52,10 +52,9 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/zonalread/zonalread/internal/bytesize"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -65,9 +64,10 @@ type profile struct {
 	Shape      testserver.Shape
 }
 
-// The aggregate caps are chosen so that the default gcsfs options (8
-// downloaders, 8 parts per read) could fill them: 8 connections of the
-// per-connection cap add up to twice the aggregate.
+// The aggregate caps are chosen so that gcsfs's default Options.PoolSize
+// and Options.Concurrency (8 each when the caps were chosen) could fill
+// them: that many connections at the per-connection cap add up to twice
+// the aggregate.
 var profiles = []profile{
 	{Name: "standard", Desc: "regional bucket seen from a VM",
 		Shape: testserver.Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 400 << 20}},
@@ -136,7 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		*size = "32MiB"
 	}
 	var err error
-	if c.size, err = parseSize(*size); err != nil || c.size < 64<<10 {
+	if c.size, err = bytesize.Parse(*size); err != nil || c.size < 64<<10 {
 		return nil, usageError{fmt.Errorf("bad -size %q: want at least 64KiB", *size)}
 	}
 	if c.runs < 1 {
@@ -156,27 +156,6 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	return c, nil
-}
-
-// parseSize parses "123", "4KiB", "32MiB", "1GiB" (also K, M, G, KB, MB, GB
-// as powers of two).
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return n * mult, nil
 }
 
 // run is the whole program: it parses args, benchmarks every profile and

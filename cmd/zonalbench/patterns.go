@@ -19,8 +19,8 @@ type pattern struct {
 }
 
 var (
-	streamStrategies = []string{"one-stream", "readahead-5MiB", "zonalread-noprefetch", "zonalread-http", "zonalread-mrd"}
-	randomStrategies = []string{"readahead-5MiB", "zonalread-http", "zonalread-mrd"}
+	streamStrategies = []string{"one-stream", readaheadID, "zonalread-noprefetch", "zonalread-http", "zonalread-mrd"}
+	randomStrategies = []string{readaheadID, "zonalread-http", "zonalread-mrd"}
 	wholeStrategies  = []string{"one-stream", "readfile-http", "readfile-mrd"}
 )
 

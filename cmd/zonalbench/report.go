@@ -188,8 +188,8 @@ func writeMarkdown(path, jsonPath string, rep *report) error {
 
 `)
 	p("Strategies: **one storage.Reader stream** reads from the offset to the end and is reopened when a read is not where the last ended; " +
-		"**gocloud NewRangeReader + 5 MiB readahead** models fsspec's default cache (each miss fetches max(read, 5 MiB) from the read's offset into a one-block cache; " +
-		"fsspec itself fetches read + 5 MiB, so this is slightly kinder); **zonalread** is gcsfs.File used as an io.ReadSeeker (Seek when not contiguous, then Read) " +
+		"**gocloud NewRangeReader + 5 MiB readahead** is fsspec's default cache (internal/baseline: a one-block cache; a read it misses fetches up to 5 MiB past the read's end " +
+		"with one ranged read, a read that starts in the block keeps the block's tail); **zonalread** is gcsfs.File used as an io.ReadSeeker (Seek when not contiguous, then Read) " +
 		"with the default options, prefetch off or on, over ranged HTTP GETs or gRPC multi-range downloaders; **ReadFile** is gcsfs.FS.ReadFile.\n\n")
 	p("## Notes\n\n%s\n%s\n%s\n", notesBegin, keptNotes(path), notesEnd)
 	return os.WriteFile(path, w.Bytes(), 0o644)

@@ -13,16 +13,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/baseline"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
 const (
 	bucketName = "bench"
 	objectName = "object.bin"
-	// readahead is the block size of fsspec's default cache (gcsfs's
-	// default_block_size): a miss fetches max(read, 5 MiB) from the read's
-	// offset.
-	readahead = 5 << 20
+	// readaheadID names the fsspec-like baseline (baseline.Readahead with
+	// baseline.DefaultReadahead) in the reports and results.json.
+	readaheadID = "readahead-5MiB"
 )
 
 // env is one profile's servers and the clients every strategy reads
@@ -149,13 +149,13 @@ var strategies = []*strategy{
 		open: func(_ context.Context, e *env) (session, error) {
 			return &streamSession{obj: e.client.Bucket(bucketName).Object(objectName)}, nil
 		}},
-	{id: "readahead-5MiB", label: "gocloud NewRangeReader + 5 MiB readahead (fsspec-like)", backend: "HTTP",
+	{id: readaheadID, label: "gocloud NewRangeReader + " + human(baseline.DefaultReadahead) + " readahead (fsspec-like)", backend: "HTTP",
 		open: func(ctx context.Context, e *env) (session, error) {
 			a, err := e.bucket.Attributes(ctx, objectName)
 			if err != nil {
 				return nil, err
 			}
-			return &readaheadSession{b: e.bucket, size: a.Size}, nil
+			return readaheadSession{baseline.NewReadahead(e.bucket, objectName, a.Size, baseline.DefaultReadahead)}, nil
 		}},
 	fileStrategy("zonalread-noprefetch", "zonalread, prefetch off", "HTTP", func(e *env) *gcsfs.FS { return e.fsNoPrefetch }),
 	fileStrategy("zonalread-http", "zonalread, prefetch on", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
@@ -207,42 +207,21 @@ func (s *streamSession) close() error {
 	return s.r.Close()
 }
 
-// readaheadSession is fsspec's default ("readahead") cache over gocloud
-// ranged reads: it holds one block; a read inside it is a copy, any other
-// read fetches max(read, 5 MiB) bytes from its offset with one
-// NewRangeReader and replaces the block.
-type readaheadSession struct {
-	b     *blob.Bucket
-	size  int64
-	block []byte
-	start int64
-}
+// readaheadSession is fsspec's default cache (baseline.Readahead).
+type readaheadSession struct{ r *baseline.Readahead }
 
-func (s *readaheadSession) read(ctx context.Context, dst []byte, off int64) ([]byte, error) {
-	n := int64(len(dst))
-	if off < s.start || off+n > s.start+int64(len(s.block)) {
-		want := min(max(n, readahead), s.size-off)
-		if int64(cap(s.block)) < want {
-			s.block = make([]byte, want)
-		}
-		s.block = s.block[:want]
-		r, err := s.b.NewRangeReader(ctx, objectName, off, want, nil)
-		if err != nil {
-			s.block = s.block[:0]
-			return nil, err
-		}
-		_, err = io.ReadFull(r, s.block)
-		if err = errors.Join(err, r.Close()); err != nil {
-			s.block = s.block[:0]
-			return nil, err
-		}
-		s.start = off
+func (s readaheadSession) read(ctx context.Context, dst []byte, off int64) ([]byte, error) {
+	n, err := s.r.ReadAt(ctx, dst, off)
+	switch {
+	case n == len(dst):
+		err = nil
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
 	}
-	copy(dst, s.block[off-s.start:])
-	return dst, nil
+	return dst, err
 }
 
-func (s *readaheadSession) close() error { return nil }
+func (readaheadSession) close() error { return nil }
 
 // fileSession reads through a gcsfs File as an io.ReadSeeker: Seek when
 // the read is not where the last one ended, then Read.

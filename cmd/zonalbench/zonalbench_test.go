@@ -116,7 +116,4 @@ func TestFlags(t *testing.T) {
 	if err != nil || c.size != 32<<20 || c.runs != 1 || len(c.profiles) != 1 || c.profiles[0].Name != "zonal" {
 		t.Fatalf("parseFlags(-short -profile zonal) = %+v, %v", c, err)
 	}
-	if n, err := parseSize("256MiB"); err != nil || n != 256<<20 {
-		t.Fatalf("parseSize(256MiB) = %d, %v", n, err)
-	}
 }
