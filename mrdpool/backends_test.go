@@ -387,9 +387,10 @@ func BenchmarkPool(b *testing.B) {
 // replaced, and once the server answers again the next read is whole.
 func TestBackendStallReplacesDownloader(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend, r *rig) {
-		b.ep(r).AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 64 << 10, Times: 1})
-		p := mrdpool.New(b.make(r), &mrdpool.Options{StallTimeout: 300 * time.Millisecond, PoolSize: 1})
+		p := mrdpool.New(b.make(r), &mrdpool.Options{StallTimeout: time.Second, PoolSize: 1})
 		defer p.Close()
+		checkRange(t, r, p, 0, 1000) // opened before the server stalls
+		b.ep(r).AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 64 << 10, Times: 1})
 		_, err := p.ReadAt(context.Background(), make([]byte, 1<<20), 0)
 		if !errors.Is(err, mrdpool.ErrStalled) {
 			t.Fatalf("read of a stalled range: err = %v, want ErrStalled", err)

@@ -22,7 +22,10 @@ var ErrChecksum = errors.New("mrdpool: checksum mismatch")
 // does not fit fails with an error wrapping ErrRange and reaches no
 // downloader. A range that fails with a transient error is resumed from its
 // first missing byte (or, after a checksum failure, from the start of the
-// failed attempt) on a possibly new downloader, up to Options.Retries times.
+// failed attempt) on a possibly new downloader, up to Options.Retries times,
+// and only while bytes keep coming: once none has arrived for
+// Options.StallTimeout (counted across attempts, getting a downloader
+// included), ReadAt fails with an error wrapping ErrStalled.
 //
 // If ctx ends, ReadAt returns ctx.Err() at once and p is written no more,
 // although the downloader may still be fetching the range.
@@ -208,7 +211,8 @@ type sliceWriter struct {
 	b        []byte
 	n        int
 	detached bool
-	last     atomic.Int64 // unix nanos of the last byte (or the start)
+	reading  chan struct{} // non-nil while ReadFrom is in a Read; closed after
+	last     atomic.Int64  // unix nanos of the last byte (or the start)
 }
 
 // newSliceWriter returns a writer into b whose last progress is since.
@@ -218,8 +222,7 @@ func newSliceWriter(b []byte, since time.Time) *sliceWriter {
 	return w
 }
 
-// lastWrite is when the last byte arrived. It does not take the lock, which
-// a ReadFrom blocked on a dead connection holds.
+// lastWrite is when the last byte arrived.
 func (w *sliceWriter) lastWrite() time.Time { return time.Unix(0, w.last.Load()) }
 
 func (w *sliceWriter) Write(p []byte) (int, error) {
@@ -245,16 +248,22 @@ func (w *sliceWriter) written() int64 {
 	return int64(w.n)
 }
 
+// detach cuts the writer off from the slice. It waits for a ReadFrom Read
+// in flight, which may be writing into the slice: cancel the range's
+// context first, so that wait is short.
 func (w *sliceWriter) detach() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.detached = true
+	reading := w.reading
+	w.mu.Unlock()
+	if reading != nil {
+		<-reading
+	}
 }
 
 // ReadFrom reads r straight into the slice, with no intermediate buffer
-// (blob.Reader.WriteTo and io.Copy use it). The lock is held across each
-// Read so that detach waits for a Read in flight; the reader's context is
-// cancelled along with the caller's, so that wait is short.
+// (blob.Reader.WriteTo and io.Copy use it). The lock is not held across a
+// Read (network I/O); w.reading tells detach that one is in flight.
 func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for {
@@ -275,12 +284,19 @@ func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 			}
 			return total, err
 		}
-		k, err := r.Read(w.b[w.n:min(len(w.b), w.n+1<<20)])
+		dst := w.b[w.n:min(len(w.b), w.n+1<<20)]
+		reading := make(chan struct{})
+		w.reading = reading
+		w.mu.Unlock()
+		k, err := r.Read(dst)
+		w.mu.Lock()
 		w.n += k
+		w.reading = nil
+		w.mu.Unlock()
+		close(reading)
 		if k > 0 {
 			w.last.Store(time.Now().UnixNano())
 		}
-		w.mu.Unlock()
 		total += int64(k)
 		if err == io.EOF {
 			return total, nil
