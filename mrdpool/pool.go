@@ -147,6 +147,8 @@ type entry struct {
 	d     Downloader
 	users int           // leases out on it: its owner and any sharers
 	gone  chan struct{} // closed when the pool drops it (broken, stalled, closed)
+	// progress is when it last delivered a byte to any range (unix nanos).
+	progress atomic.Int64
 }
 
 // broken reports whether the downloader must not be handed out again.

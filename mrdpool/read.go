@@ -104,7 +104,7 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 	if err != nil {
 		return 0, since, err
 	}
-	w := newSliceWriter(b, since)
+	w := newSliceWriter(b, since, &lease.e.progress)
 	ret := func(err error) (int64, time.Time, error) { return w.written(), w.lastWrite(), err }
 	done := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
@@ -212,18 +212,38 @@ type sliceWriter struct {
 	n        int
 	detached bool
 	reading  chan struct{} // non-nil while ReadFrom is in a Read; closed after
-	last     atomic.Int64  // unix nanos of the last byte (or the start)
+
+	last       atomic.Int64  // unix nanos of the last byte (or the start)
+	downloader *atomic.Int64 // the downloader's last byte to any range
 }
 
 // newSliceWriter returns a writer into b whose last progress is since.
-func newSliceWriter(b []byte, since time.Time) *sliceWriter {
-	w := &sliceWriter{b: b}
+// Bytes it receives also count as progress of their downloader.
+func newSliceWriter(b []byte, since time.Time, downloader *atomic.Int64) *sliceWriter {
+	w := &sliceWriter{b: b, downloader: downloader}
 	w.last.Store(since.UnixNano())
 	return w
 }
 
-// lastWrite is when the last byte arrived.
-func (w *sliceWriter) lastWrite() time.Time { return time.Unix(0, w.last.Load()) }
+// progressed records that bytes arrived now.
+func (w *sliceWriter) progressed() {
+	now := time.Now().UnixNano()
+	w.last.Store(now)
+	if w.downloader != nil {
+		w.downloader.Store(now)
+	}
+}
+
+// lastWrite is when the range last made progress: its own last byte, or
+// the last byte its downloader delivered to any range. A range queued
+// behind others on a busy shared downloader is waiting, not stalled.
+func (w *sliceWriter) lastWrite() time.Time {
+	last := w.last.Load()
+	if w.downloader != nil {
+		last = max(last, w.downloader.Load())
+	}
+	return time.Unix(0, last)
+}
 
 func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -234,7 +254,7 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	k := copy(w.b[w.n:], p)
 	w.n += k
 	if k > 0 {
-		w.last.Store(time.Now().UnixNano())
+		w.progressed()
 	}
 	if k < len(p) {
 		return k, errOverflow
@@ -295,7 +315,7 @@ func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 		w.mu.Unlock()
 		close(reading)
 		if k > 0 {
-			w.last.Store(time.Now().UnixNano())
+			w.progressed()
 		}
 		total += int64(k)
 		if err == io.EOF {
