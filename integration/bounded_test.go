@@ -202,7 +202,8 @@ func TestStallTimeoutAndLogger(t *testing.T) {
 		r.put(t, "obj", src)
 		var logs syncBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		fsys := r.fs(t, &gcsfs.Options{StallTimeout: 300 * time.Millisecond, Logger: logger, DisablePrefetch: true})
+		// Long enough for an open under a loaded race-detector run.
+		fsys := r.fs(t, &gcsfs.Options{StallTimeout: 2 * time.Second, Logger: logger, DisablePrefetch: true})
 		file, err := fsys.OpenContext(context.Background(), "obj")
 		if err != nil {
 			t.Fatal(err)

@@ -141,6 +141,7 @@ type Pool struct {
 	changed   chan struct{}
 
 	opened, replaced, shared, waits, ranges, retries, bytes atomic.Int64
+	progress                                                atomic.Int64 // unix nanos of the last byte any range got
 }
 
 type entry struct {

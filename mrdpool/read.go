@@ -104,7 +104,7 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 	if err != nil {
 		return 0, since, err
 	}
-	w := newSliceWriter(b, since, &lease.e.progress)
+	w := newSliceWriter(b, since, &lease.e.progress, &p.progress)
 	ret := func(err error) (int64, time.Time, error) { return w.written(), w.lastWrite(), err }
 	done := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
@@ -143,13 +143,31 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 	}
 }
 
-// acquireBy is Acquire bounded by the stall timeout counted from since.
+// acquireBy is Acquire bounded by the stall timeout counted from since, or
+// from the pool's last progress when later: waiting for a busy pool whose
+// downloaders deliver bytes is not a stall, waiting on a dead server is.
 func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*Lease, error) {
-	if p.opts.StallTimeout <= 0 {
+	stall := p.opts.StallTimeout
+	if stall <= 0 {
 		return p.Acquire(ctx)
 	}
-	actx, cancel := context.WithDeadlineCause(ctx, since.Add(p.opts.StallTimeout), errStallCause)
-	defer cancel()
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var mu sync.Mutex // t is set before its function may use it
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(time.Until(since.Add(stall)), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		last := time.Unix(0, max(since.UnixNano(), p.progress.Load()))
+		if idle := time.Since(last); idle < stall {
+			t.Reset(stall - idle)
+			return
+		}
+		cancel(errStallCause)
+	})
+	mu.Unlock()
+	defer t.Stop()
 	l, err := p.Acquire(actx)
 	return l, WrapStalled(actx, err, "get a downloader for "+p.opts.Object)
 }
@@ -215,12 +233,13 @@ type sliceWriter struct {
 
 	last       atomic.Int64  // unix nanos of the last byte (or the start)
 	downloader *atomic.Int64 // the downloader's last byte to any range
+	pool       *atomic.Int64 // the pool's last byte to any range
 }
 
 // newSliceWriter returns a writer into b whose last progress is since.
 // Bytes it receives also count as progress of their downloader.
-func newSliceWriter(b []byte, since time.Time, downloader *atomic.Int64) *sliceWriter {
-	w := &sliceWriter{b: b, downloader: downloader}
+func newSliceWriter(b []byte, since time.Time, downloader, pool *atomic.Int64) *sliceWriter {
+	w := &sliceWriter{b: b, downloader: downloader, pool: pool}
 	w.last.Store(since.UnixNano())
 	return w
 }
@@ -231,6 +250,7 @@ func (w *sliceWriter) progressed() {
 	w.last.Store(now)
 	if w.downloader != nil {
 		w.downloader.Store(now)
+		w.pool.Store(now)
 	}
 }
 
