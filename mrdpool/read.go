@@ -34,6 +34,9 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrRange, off)
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	info, err := p.Info(ctx)
 	if err != nil {
 		return 0, err
