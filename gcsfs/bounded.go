@@ -2,6 +2,7 @@ package gcsfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,6 +16,9 @@ import (
 // made no progress for Options.StallTimeout: a server that died, hangs or
 // cannot be reached.
 var ErrStalled = mrdpool.ErrStalled
+
+// errNotDir is ReadDir's error for an object, which is not a directory.
+var errNotDir = errors.New("not a directory")
 
 // bound returns the context of one metadata call (a stat, a listing page):
 // it ends with ctx, with the stall timeout, or when the FS closes. Pass the

@@ -144,7 +144,7 @@ func (f *FS) ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, er
 	serr := <-isObject
 	switch {
 	case serr == nil:
-		return nil, pathErr("readdir", name, errors.New("not a directory"))
+		return nil, pathErr("readdir", name, errNotDir)
 	case !errors.Is(serr, fs.ErrNotExist):
 		return nil, pathErr("readdir", name, serr)
 	case err != nil:
@@ -222,17 +222,34 @@ func (f *FS) ReadFileContext(ctx context.Context, name string) ([]byte, error) {
 }
 
 // Glob implements fs.GlobFS with path.Match patterns, listing only the
-// directories the pattern can reach.
+// directories the pattern can reach. Unlike fs.Glob it does not hide a
+// listing that failed (a server gone, stalled, or the FS closed): that
+// error is returned.
 func (f *FS) Glob(pattern string) ([]string, error) {
-	return fs.Glob(globFS{f}, pattern)
+	g := &globFS{f: f}
+	names, err := fs.Glob(g, pattern)
+	if err == nil && g.err != nil {
+		return nil, g.err
+	}
+	return names, err
 }
 
-// globFS hides FS's Glob method so fs.Glob does the walking with ReadDir.
-type globFS struct{ f *FS }
+// globFS hides FS's Glob method so fs.Glob does the walking with ReadDir,
+// and keeps the first listing error fs.Glob would drop.
+type globFS struct {
+	f   *FS
+	err error
+}
 
-func (g globFS) Open(name string) (fs.File, error)          { return g.f.Open(name) }
-func (g globFS) ReadDir(name string) ([]fs.DirEntry, error) { return g.f.ReadDir(name) }
-func (g globFS) Stat(name string) (fs.FileInfo, error)      { return g.f.Stat(name) }
+func (g *globFS) Open(name string) (fs.File, error)     { return g.f.Open(name) }
+func (g *globFS) Stat(name string) (fs.FileInfo, error) { return g.f.Stat(name) }
+func (g *globFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	entries, err := g.f.ReadDir(name)
+	if err != nil && g.err == nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNotDir) {
+		g.err = err
+	}
+	return entries, err
+}
 
 // dirFile is an open directory.
 type dirFile struct {

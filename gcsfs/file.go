@@ -164,12 +164,9 @@ func (fl *File) lockSeq(ctx context.Context, op string) error {
 	case <-fl.ctx.Done():
 		return pathErr(op, fl.name, fs.ErrClosed)
 	}
-	fl.mu.Lock()
-	closed := fl.closed
-	fl.mu.Unlock()
-	if closed {
+	if err := fl.checkOpen(ctx, op); err != nil {
 		fl.unlockSeq()
-		return pathErr(op, fl.name, fs.ErrClosed)
+		return err
 	}
 	return nil
 }
@@ -189,11 +186,17 @@ func (fl *File) setOffset(off int64) {
 	fl.mu.Unlock()
 }
 
-func (fl *File) checkOpen(op string) error {
+// checkOpen fails a call on a closed file, or whose ctx has already ended
+// (which then reads nothing, even bytes already prefetched).
+func (fl *File) checkOpen(ctx context.Context, op string) error {
 	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	if fl.closed {
+	closed := fl.closed
+	fl.mu.Unlock()
+	if closed {
 		return pathErr(op, fl.name, fs.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return pathErr(op, fl.name, err)
 	}
 	return nil
 }
@@ -243,7 +246,7 @@ func (fl *File) ReadAt(p []byte, off int64) (int, error) {
 // ReadAtContext is ReadAt bounded by ctx. A negative offset fails with an
 // error wrapping fs.ErrInvalid; a read past the end returns io.EOF.
 func (fl *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
-	if err := fl.checkOpen("read"); err != nil {
+	if err := fl.checkOpen(ctx, "read"); err != nil {
 		return 0, err
 	}
 	if off < 0 {
@@ -334,7 +337,7 @@ func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) 
 // fs.ErrInvalid. Like WriteToContext, it returns fewer than n bytes only
 // with a non-nil error.
 func (fl *File) WriteRangeContext(ctx context.Context, w io.Writer, off, n int64) (int64, error) {
-	if err := fl.checkOpen("read"); err != nil {
+	if err := fl.checkOpen(ctx, "read"); err != nil {
 		return 0, err
 	}
 	if !byterange.Within(off, n, fl.info.Size) {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,18 +19,21 @@ import (
 )
 
 // An endpoint nobody listens on (127.0.0.1:1, connection refused): Open,
-// Stat and ReadDir end with a clear error within StallTimeout + 10 s on
-// both backends, instead of the storage client retrying for ever.
+// Stat, ReadDir, ReadFile and Glob end with a clear error within
+// StallTimeout + 10 s on both backends, instead of the storage client
+// retrying for ever.
 func TestUnreachableEndpoint(t *testing.T) {
 	forBothBackends(t, func(t *testing.T, zonal bool) {
 		fsys := openEmulated(t, "127.0.0.1:1", "127.0.0.1:1", zonal, gcsfs.Options{StallTimeout: killStall})
 		defer fsys.Close()
 		calls := map[string]func() error{
-			"Open":    func() error { _, err := fsys.Open("obj"); return err },
-			"Stat":    func() error { _, err := fsys.Stat("obj"); return err },
-			"ReadDir": func() error { _, err := fsys.ReadDir("."); return err },
+			"Open":     func() error { _, err := fsys.Open("obj"); return err },
+			"Stat":     func() error { _, err := fsys.Stat("obj"); return err },
+			"ReadDir":  func() error { _, err := fsys.ReadDir("."); return err },
+			"ReadFile": func() error { _, err := fsys.ReadFile("obj"); return err },
+			"Glob":     func() error { _, err := fsys.Glob("*/x"); return err },
 		}
-		for _, name := range []string{"Open", "Stat", "ReadDir"} {
+		for _, name := range []string{"Open", "Stat", "ReadDir", "ReadFile", "Glob"} {
 			start := time.Now()
 			err := calls[name]()
 			took := time.Since(start)
@@ -81,7 +85,7 @@ func TestCloseEndsBlockedRead(t *testing.T) {
 				}()
 				// The read is blocked once the server has stalled it.
 				for faults(r.ep(), testserver.FaultStall) == 0 {
-					time.Sleep(time.Millisecond)
+					runtime.Gosched()
 				}
 				if op == "ReadFile" {
 					fsys.Close()
@@ -198,7 +202,8 @@ func TestStallTimeoutAndLogger(t *testing.T) {
 		r.put(t, "obj", src)
 		var logs syncBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		fsys := r.fs(t, &gcsfs.Options{StallTimeout: 300 * time.Millisecond, Logger: logger, DisablePrefetch: true})
+		// Long enough for an open under a loaded race-detector run.
+		fsys := r.fs(t, &gcsfs.Options{StallTimeout: 2 * time.Second, Logger: logger, DisablePrefetch: true})
 		file, err := fsys.OpenContext(context.Background(), "obj")
 		if err != nil {
 			t.Fatal(err)

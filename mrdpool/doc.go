@@ -40,8 +40,15 @@
 //   - The pool grows on demand up to PoolSize; a full pool shares busy
 //     downloaders round-robin when the backend can carry many ranges per
 //     downloader, and otherwise makes the caller wait.
-//   - A downloader whose Err is non-nil is closed and replaced, never
-//     handed out again.
+//   - A downloader whose Err is non-nil, or one of whose ranges stalled,
+//     is closed and replaced, never handed out again; ranges still waiting
+//     on it end at once and are retried elsewhere.
+//   - Every wait is bounded: a range that receives no byte for
+//     Options.StallTimeout, or an open that does not answer, fails with an
+//     error wrapping ErrStalled; retries stop once a read has had no byte
+//     for that long; RetryOptions bound the storage client's own retries.
+//     The caller's context still wins when it ends sooner, and Close ends
+//     every range in flight with an error wrapping fs.ErrClosed.
 //   - Every range is validated against the object's size before it is
 //     added: one out-of-range Add breaks a real MRD for every range in
 //     flight on it.

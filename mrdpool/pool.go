@@ -141,12 +141,15 @@ type Pool struct {
 	changed   chan struct{}
 
 	opened, replaced, shared, waits, ranges, retries, bytes atomic.Int64
+	progress                                                atomic.Int64 // unix nanos of the last byte any range got
 }
 
 type entry struct {
 	d     Downloader
 	users int           // leases out on it: its owner and any sharers
 	gone  chan struct{} // closed when the pool drops it (broken, stalled, closed)
+	// progress is when it last delivered a byte to any range (unix nanos).
+	progress atomic.Int64
 }
 
 // broken reports whether the downloader must not be handed out again.

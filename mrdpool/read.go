@@ -24,7 +24,10 @@ var ErrChecksum = errors.New("mrdpool: checksum mismatch")
 // does not fit fails with an error wrapping ErrRange and reaches no
 // downloader. A range that fails with a transient error is resumed from its
 // first missing byte (or, after a checksum failure, from the start of the
-// failed attempt) on a possibly new downloader, up to Options.Retries times.
+// failed attempt) on a possibly new downloader, up to Options.Retries times,
+// and only while bytes keep coming: once none has arrived for
+// Options.StallTimeout (counted across attempts, getting a downloader
+// included), ReadAt fails with an error wrapping ErrStalled.
 //
 // If ctx ends, ReadAt returns ctx.Err() at once and p is written no more,
 // although the downloader may still be fetching the range.
@@ -106,7 +109,7 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 	if err != nil {
 		return 0, since, err
 	}
-	w := newSliceWriter(b, since)
+	w := newSliceWriter(b, since, &lease.e.progress, &p.progress)
 	ret := func(err error) (int64, time.Time, error) { return w.written(), w.lastWrite(), err }
 	done := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
@@ -145,13 +148,31 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 	}
 }
 
-// acquireBy is Acquire bounded by the stall timeout counted from since.
+// acquireBy is Acquire bounded by the stall timeout counted from since, or
+// from the pool's last progress when later: waiting for a busy pool whose
+// downloaders deliver bytes is not a stall, waiting on a dead server is.
 func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*Lease, error) {
-	if p.opts.StallTimeout <= 0 {
+	stall := p.opts.StallTimeout
+	if stall <= 0 {
 		return p.Acquire(ctx)
 	}
-	actx, cancel := context.WithDeadlineCause(ctx, since.Add(p.opts.StallTimeout), errStallCause)
-	defer cancel()
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var mu sync.Mutex // t is set before its function may use it
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(time.Until(since.Add(stall)), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		last := time.Unix(0, max(since.UnixNano(), p.progress.Load()))
+		if idle := time.Since(last); idle < stall {
+			t.Reset(stall - idle)
+			return
+		}
+		cancel(errStallCause)
+	})
+	mu.Unlock()
+	defer t.Stop()
 	l, err := p.Acquire(actx)
 	return l, WrapStalled(actx, err, "get a downloader for "+p.opts.Object)
 }
@@ -213,19 +234,41 @@ type sliceWriter struct {
 	b        []byte
 	n        int
 	detached bool
-	last     atomic.Int64 // unix nanos of the last byte (or the start)
+	reading  chan struct{} // non-nil while ReadFrom is in a Read; closed after
+
+	last       atomic.Int64  // unix nanos of the last byte (or the start)
+	downloader *atomic.Int64 // the downloader's last byte to any range
+	pool       *atomic.Int64 // the pool's last byte to any range
 }
 
 // newSliceWriter returns a writer into b whose last progress is since.
-func newSliceWriter(b []byte, since time.Time) *sliceWriter {
-	w := &sliceWriter{b: b}
+// Bytes it receives also count as progress of their downloader.
+func newSliceWriter(b []byte, since time.Time, downloader, pool *atomic.Int64) *sliceWriter {
+	w := &sliceWriter{b: b, downloader: downloader, pool: pool}
 	w.last.Store(since.UnixNano())
 	return w
 }
 
-// lastWrite is when the last byte arrived. It does not take the lock, which
-// a ReadFrom blocked on a dead connection holds.
-func (w *sliceWriter) lastWrite() time.Time { return time.Unix(0, w.last.Load()) }
+// progressed records that bytes arrived now.
+func (w *sliceWriter) progressed() {
+	now := time.Now().UnixNano()
+	w.last.Store(now)
+	if w.downloader != nil {
+		w.downloader.Store(now)
+		w.pool.Store(now)
+	}
+}
+
+// lastWrite is when the range last made progress: its own last byte, or
+// the last byte its downloader delivered to any range. A range queued
+// behind others on a busy shared downloader is waiting, not stalled.
+func (w *sliceWriter) lastWrite() time.Time {
+	last := w.last.Load()
+	if w.downloader != nil {
+		last = max(last, w.downloader.Load())
+	}
+	return time.Unix(0, last)
+}
 
 func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -236,7 +279,7 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	k := copy(w.b[w.n:], p)
 	w.n += k
 	if k > 0 {
-		w.last.Store(time.Now().UnixNano())
+		w.progressed()
 	}
 	if k < len(p) {
 		return k, errOverflow
@@ -250,16 +293,22 @@ func (w *sliceWriter) written() int64 {
 	return int64(w.n)
 }
 
+// detach cuts the writer off from the slice. It waits for a ReadFrom Read
+// in flight, which may be writing into the slice: cancel the range's
+// context first, so that wait is short.
 func (w *sliceWriter) detach() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.detached = true
+	reading := w.reading
+	w.mu.Unlock()
+	if reading != nil {
+		<-reading
+	}
 }
 
 // ReadFrom reads r straight into the slice, with no intermediate buffer
-// (blob.Reader.WriteTo and io.Copy use it). The lock is held across each
-// Read so that detach waits for a Read in flight; the reader's context is
-// cancelled along with the caller's, so that wait is short.
+// (blob.Reader.WriteTo and io.Copy use it). The lock is not held across a
+// Read (network I/O); w.reading tells detach that one is in flight.
 func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for {
@@ -280,12 +329,19 @@ func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 			}
 			return total, err
 		}
-		k, err := r.Read(w.b[w.n:min(len(w.b), w.n+1<<20)])
-		w.n += k
-		if k > 0 {
-			w.last.Store(time.Now().UnixNano())
-		}
+		dst := w.b[w.n:min(len(w.b), w.n+1<<20)]
+		reading := make(chan struct{})
+		w.reading = reading
 		w.mu.Unlock()
+		k, err := r.Read(dst)
+		w.mu.Lock()
+		w.n += k
+		w.reading = nil
+		w.mu.Unlock()
+		close(reading)
+		if k > 0 {
+			w.progressed()
+		}
 		total += int64(k)
 		if err == io.EOF {
 			return total, nil
