@@ -13,50 +13,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// BatchOptions configure Batches. A nil *BatchOptions means the defaults.
-type BatchOptions struct {
-	// BatchSize is the rows of each batch (the last may be short).
-	// Default 256.
-	BatchSize int64
-	// DropLast drops a short last batch.
-	DropLast bool
-	// PrefetchBatches is how many batches are formed ahead of the
-	// consumer. Default 1.
-	PrefetchBatches int
-	// LocalShuffleBufferSize, when positive, shuffles rows within a buffer
-	// of at least this many rows before batching, using Seed.
-	LocalShuffleBufferSize int64
-	// Seed seeds the local shuffle.
-	Seed uint64
-	// Collate, when set, turns each batch into the value the consumer gets
-	// (Batch.Collated), run by CollateWorkers goroutines that share the
-	// input under a lock and write one output queue of CollateWorkers
-	// entries: at most 2*CollateWorkers batches are in flight.
-	Collate func(ctx context.Context, rec arrow.RecordBatch) (any, error)
-	// CollateWorkers is N above. Default 1.
-	CollateWorkers int
-	// PreserveOrder delivers collated batches in the order they were
-	// formed; otherwise in the order Collate finishes them.
-	PreserveOrder bool
-}
-
-func (o *BatchOptions) normalize() BatchOptions {
-	var r BatchOptions
-	if o != nil {
-		r = *o
-	}
-	if r.BatchSize <= 0 {
-		r.BatchSize = 256
-	}
-	if r.PrefetchBatches <= 0 {
-		r.PrefetchBatches = 1
-	}
-	if r.CollateWorkers <= 0 {
-		r.CollateWorkers = 1
-	}
-	return r
-}
-
 // Batch is one batch of rows.
 type Batch struct {
 	// Record holds the rows. It is released by the next call to Next.

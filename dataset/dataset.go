@@ -64,7 +64,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"sync"
 
@@ -72,95 +71,6 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"golang.org/x/sync/errgroup"
 )
-
-// MetadataFetch says how the executor resolves file footers.
-type MetadataFetch int
-
-const (
-	// MetadataDefault takes the mode from ZONALREAD_METADATA_FETCH
-	// ("inline" or "threaded"), else Threaded.
-	MetadataDefault MetadataFetch = iota
-	// Threaded resolves footers on a background goroutine: the scheduling
-	// loop never waits for them and plans from what it already has.
-	Threaded
-	// Inline fetches each footer on the scheduling loop before planning its
-	// tasks: simple, and blocking.
-	Inline
-)
-
-// String returns "threaded", "inline" or "default".
-func (m MetadataFetch) String() string {
-	switch m {
-	case Threaded:
-		return "threaded"
-	case Inline:
-		return "inline"
-	}
-	return "default"
-}
-
-// ReadOptions configure ReadParquet. A nil *ReadOptions means the defaults.
-type ReadOptions struct {
-	// Columns projects the read onto these columns: top-level names, or
-	// dotted paths for nested leaves (see Schema in the package doc); nil
-	// reads every column.
-	Columns []string
-	// TargetBlockBytes merges small row groups of a file into one task up
-	// to this many uncompressed bytes. Default 64 MiB.
-	TargetBlockBytes int64
-	// BatchRows caps the rows of one block. Default 65536.
-	BatchRows int64
-	// CoalesceGap joins column-chunk ranges closer than this into one
-	// ranged read. Default 1 MiB.
-	CoalesceGap int64
-	// Workers is how many read tasks run at once. Default 4.
-	Workers int
-	// MemoryBudget caps the bytes of blocks in flight (being read, queued,
-	// or held by operators) across the execution: a slow consumer stops new
-	// reads instead of growing memory. A task is always allowed when
-	// nothing is in flight, so a block larger than the budget still moves.
-	// Default 512 MiB.
-	MemoryBudget int64
-	// MetadataFetch picks Inline or Threaded footer resolution.
-	MetadataFetch MetadataFetch
-	// MaxErroredBlocks is how many failed read tasks and unreadable files
-	// (each one block) are counted and skipped before the execution (or
-	// ReadParquet, for files whose footer fails) fails; 0 fails on the
-	// first, negative never fails. A panic in user code always fails.
-	MaxErroredBlocks int
-	// PreserveOrder emits blocks in file, row-group, row order; otherwise
-	// tasks' blocks interleave as they finish (each task's in order).
-	PreserveOrder bool
-}
-
-func (o *ReadOptions) normalize() ReadOptions {
-	var r ReadOptions
-	if o != nil {
-		r = *o
-	}
-	if r.TargetBlockBytes <= 0 {
-		r.TargetBlockBytes = 64 << 20
-	}
-	if r.BatchRows <= 0 {
-		r.BatchRows = 65536
-	}
-	if r.CoalesceGap <= 0 {
-		r.CoalesceGap = 1 << 20
-	}
-	if r.Workers <= 0 {
-		r.Workers = 4
-	}
-	if r.MemoryBudget <= 0 {
-		r.MemoryBudget = 512 << 20
-	}
-	if r.MetadataFetch == MetadataDefault {
-		r.MetadataFetch = Threaded
-		if os.Getenv("ZONALREAD_METADATA_FETCH") == "inline" {
-			r.MetadataFetch = Inline
-		}
-	}
-	return r
-}
 
 // BlockMetadata describes a block.
 type BlockMetadata struct {
@@ -208,9 +118,6 @@ func (c *footerCache) put(name string, md *metadata.FileMetaData) {
 	c.m[name] = md
 }
 
-// footerReaders is how many footers ReadParquet reads at once.
-const footerReaders = 8
-
 // ReadParquet is ReadParquetContext with context.Background().
 func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
 	return ReadParquetContext(context.Background(), fsys, pattern, opts)
@@ -218,8 +125,10 @@ func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error
 
 // ReadParquetContext plans a read of the files of fsys matching pattern
 // (path.Match syntax, as fs.Glob). It lists the files and reads every
-// footer (one ranged read of each file's tail, footerReaders at a time) to
-// compute the dataset's schema before any data is read; it fails with an
+// footer (one ranged read of each file's tail, a few files at a time) to
+// compute the dataset's schema before any data is read. It normalises opts
+// and, when opts.MetadataFetch is MetadataDefault, reads MetadataFetchEnv
+// (the only place the package reads the environment). It fails with an
 // error wrapping fs.ErrNotExist when nothing matches, ErrSchemaConflict
 // when files disagree (see the package doc), or the footer's error when
 // more files are unreadable than MaxErroredBlocks allows (unreadable files
@@ -239,7 +148,7 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
 	slices.Sort(regular)
-	d := &Dataset{fsys: fsys, files: regular, opts: opts.normalize(), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
+	d := &Dataset{fsys: fsys, files: regular, opts: opts.normalize(metadataFetchFromEnv()), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
 	if d.schema, err = d.unifiedSchema(ctx); err != nil {
 		return nil, err
 	}

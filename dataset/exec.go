@@ -60,7 +60,7 @@ func (d *Dataset) Iter(ctx context.Context) *Iterator {
 	pre, limit, post := splitAtLimit(d.ops)
 	it := &Iterator{
 		ctx: ctx, cancel: cancel, d: d, s: &execState{},
-		out: make(chan Block), freed: make(chan int64, 64), done: make(chan struct{}),
+		out: make(chan Block), freed: make(chan int64, freedBuffer), done: make(chan struct{}),
 		post: post, postSeen: make([]int64, len(post)),
 	}
 	it.s.read.Name = "ReadParquet"

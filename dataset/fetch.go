@@ -6,12 +6,6 @@ import (
 	"sync"
 )
 
-// footerLookahead is how many files the Threaded fetcher resolves ahead of
-// the tasks the loop has launched: enough to hide one footer read behind
-// the reads of the file before it, and few enough that a Limit met early
-// leaves the other footers unread.
-const footerLookahead = 2
-
 // footerResult is one file's resolved footer, or why it could not be
 // resolved.
 type footerResult struct {

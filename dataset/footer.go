@@ -21,10 +21,6 @@ var ErrCorrupt = errors.New("dataset: corrupt parquet file")
 // Hadoop framing), INT96 timestamps outside the nanosecond range.
 var ErrUnsupported = errors.New("dataset: unsupported parquet feature")
 
-// footerGuess is how much of a file's tail one read fetches: enough for the
-// footer of most files, so the footer costs one ranged read.
-const footerGuess = 64 << 10
-
 // readerAtContext is what gcsfs files offer beyond io.ReaderAt.
 type readerAtContext interface {
 	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)

@@ -194,7 +194,7 @@ func readTask(ctx context.Context, t *task, gap, batchRows int64, mem memory.All
 	}
 	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(rangeFetchers)
 	var st readStats
 	for i, r := range ranges {
 		st.ranges++

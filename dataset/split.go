@@ -19,34 +19,9 @@ type Split struct {
 	epoch int
 }
 
-// DefaultAbandonTimeout is SplitOptions.AbandonTimeout's default.
-const DefaultAbandonTimeout = 10 * time.Minute
-
 // ErrSplitAbandoned is wrapped by the error the other splits get when one
 // split stops pulling (without Close) for longer than AbandonTimeout.
 var ErrSplitAbandoned = errors.New("dataset: a split was abandoned")
-
-// SplitOptions configure StreamingSplitWith. A nil *SplitOptions means the
-// defaults.
-type SplitOptions struct {
-	// AbandonTimeout is how long the coordinator waits for a split that
-	// does not take its next block (equal mode) or does not finish an
-	// epoch the others have finished, before failing the others with
-	// ErrSplitAbandoned instead of hanging them. Default
-	// DefaultAbandonTimeout.
-	AbandonTimeout time.Duration
-}
-
-func (o *SplitOptions) normalize() SplitOptions {
-	var r SplitOptions
-	if o != nil {
-		r = *o
-	}
-	if r.AbandonTimeout <= 0 {
-		r.AbandonTimeout = DefaultAbandonTimeout
-	}
-	return r
-}
 
 // coordinator owns the executions (one per epoch) behind a set of splits.
 type coordinator struct {
@@ -96,7 +71,7 @@ func (d *Dataset) StreamingSplitWith(n int, equal bool, opts *SplitOptions) []*S
 		panic("dataset: StreamingSplit with n <= 0")
 	}
 	o := opts.normalize()
-	c := &coordinator{d: d, n: n, equal: equal, chunk: 1024, abandon: o.AbandonTimeout, changed: make(chan struct{})}
+	c := &coordinator{d: d, n: n, equal: equal, chunk: splitChunkRows, abandon: o.AbandonTimeout, changed: make(chan struct{})}
 	splits := make([]*Split, n)
 	for i := range splits {
 		splits[i] = &Split{c: c, i: i}
