@@ -86,6 +86,12 @@ type Block struct {
 	Meta   BlockMetadata
 }
 
+// newBlock wraps rec (which the block then owns) with its metadata; source
+// names the file it was read from ("" when it is cut from several).
+func newBlock(rec arrow.RecordBatch, source string) Block {
+	return Block{Record: rec, Meta: BlockMetadata{NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema(), Source: source}}
+}
+
 // Dataset is a lazy plan: files to read and operators to apply. Methods
 // that add operators return a new Dataset; nothing runs until Iter.
 type Dataset struct {

@@ -105,7 +105,7 @@ func (it *Iterator) Next() bool {
 			it.free(size)
 			continue
 		}
-		it.cur = Block{Record: rec, Meta: BlockMetadata{NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema(), Source: b.Meta.Source}}
+		it.cur = newBlock(rec, b.Meta.Source)
 		it.curSize = size
 		return true
 	}

@@ -278,9 +278,7 @@ func (l *loop) work(idx int, t *task) {
 			}
 			rec = out
 		}
-		blocks = append(blocks, Block{Record: rec, Meta: BlockMetadata{
-			NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema(), Source: t.f.src.name,
-		}})
+		blocks = append(blocks, newBlock(rec, t.f.src.name))
 		return nil
 	})
 	if err != nil {

@@ -217,43 +217,26 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 		}
 		return
 	}
-	var carry []arrow.RecordBatch
-	var rows int64
-	defer func() {
-		for _, r := range carry {
-			r.Release()
-		}
-	}()
+	var carry rowCarry
+	defer carry.release()
 	// round hands each split per rows, cut from the front of carry.
 	round := func(per int64) bool {
-		all, err := concat(carry)
+		head, err := carry.cut(int64(c.n)*per, nil)
 		if err != nil {
 			run.err = err
 			return false
 		}
-		for _, r := range carry {
-			r.Release()
-		}
-		carry, rows = nil, 0
+		defer head.Release()
 		for i := range c.n {
-			piece := all.NewSlice(int64(i)*per, int64(i+1)*per)
-			if !c.give(ctx, run, i, piece) {
-				all.Release()
+			if !c.give(ctx, run, i, head.NewSlice(int64(i)*per, int64(i+1)*per)) {
 				return false
 			}
 		}
-		if left := all.NumRows() - int64(c.n)*per; left > 0 {
-			carry, rows = []arrow.RecordBatch{all.NewSlice(int64(c.n)*per, all.NumRows())}, left
-		}
-		all.Release()
 		return true
 	}
 	for it.Next() {
-		rec := it.Block().Record
-		rec.Retain()
-		carry = append(carry, rec)
-		rows += rec.NumRows()
-		for rows >= int64(c.n)*c.chunk {
+		carry.add(it.Block().Record)
+		for carry.rows >= int64(c.n)*c.chunk {
 			if !round(c.chunk) {
 				return
 			}
@@ -262,7 +245,7 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 	if it.Err() != nil {
 		return
 	}
-	if per := rows / int64(c.n); per > 0 {
+	if per := carry.rows / int64(c.n); per > 0 {
 		round(per) // the remainder, fewer than n rows, is dropped
 	}
 }
@@ -270,7 +253,7 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 // give sends a piece to split i, unless the split has finished (then the
 // piece is dropped: a closed split never blocks the others).
 func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.RecordBatch) bool {
-	b := Block{Record: rec, Meta: BlockMetadata{NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema()}}
+	b := newBlock(rec, "")
 	select {
 	case <-run.closed[i]:
 		rec.Release()
