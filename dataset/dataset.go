@@ -61,15 +61,12 @@ package dataset
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
-	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
-	"golang.org/x/sync/errgroup"
 )
 
 // BlockMetadata describes a block.
@@ -103,25 +100,6 @@ type Dataset struct {
 	schema *arrow.Schema // unified from the footers by ReadParquet
 
 	footers *footerCache // shared by the datasets derived from one ReadParquet
-}
-
-// footerCache keeps parsed footers by file name, so later executions (the
-// epochs of a split, a second Iter) open files without reading them again.
-type footerCache struct {
-	mu sync.Mutex
-	m  map[string]*metadata.FileMetaData
-}
-
-func (c *footerCache) get(name string) *metadata.FileMetaData {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[name]
-}
-
-func (c *footerCache) put(name string, md *metadata.FileMetaData) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[name] = md
 }
 
 // ReadParquet is ReadParquetContext with context.Background().
@@ -159,52 +137,6 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 		return nil, err
 	}
 	return d, nil
-}
-
-// unifiedSchema reads every footer (caching them) and unifies the files'
-// projected schemas.
-func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
-	cols := make([]*fileColumns, len(d.files))
-	errs := make([]error, len(d.files))
-	var g errgroup.Group
-	g.SetLimit(footerReaders)
-	for i, name := range d.files {
-		g.Go(func() error {
-			src, err := openSource(d.fsys, name)
-			if err != nil {
-				errs[i] = fmt.Errorf("dataset: open %s: %w", name, err)
-				return nil
-			}
-			defer src.c.Close()
-			md, err := readFooter(ctx, src)
-			if err == nil {
-				d.footers.put(src.cacheKey(), md)
-				cols[i], err = projectFile(name, md, d.opts.Columns)
-			}
-			errs[i] = err
-			return nil
-		})
-	}
-	g.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dataset: reading footers: %w", err)
-	}
-	var good []*fileColumns
-	var names []string
-	failed := 0
-	for i, err := range errs {
-		if err != nil {
-			if failed++; d.opts.MaxErroredBlocks >= 0 && failed > d.opts.MaxErroredBlocks {
-				return nil, err
-			}
-			continue
-		}
-		good, names = append(good, cols[i]), append(names, d.files[i])
-	}
-	if len(good) == 0 {
-		return nil, errors.Join(errs...)
-	}
-	return unify(names, good, d.opts.Columns)
 }
 
 // Files returns the files the dataset reads, sorted.

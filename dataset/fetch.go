@@ -2,7 +2,6 @@ package dataset
 
 import (
 	"context"
-	"fmt"
 	"sync"
 )
 
@@ -27,30 +26,6 @@ type metadataFetcher interface {
 	// close stops background work, waits for it and closes the files of
 	// footers never delivered.
 	close()
-}
-
-// resolveFooter opens file i and resolves its footer (from the cache when
-// the file is unchanged).
-func (d *Dataset) resolveFooter(ctx context.Context, i int) footerResult {
-	name := d.files[i]
-	src, err := openSource(d.fsys, name)
-	if err != nil {
-		return footerResult{idx: i, err: fmt.Errorf("dataset: open %s: %w", name, err)}
-	}
-	md := d.footers.get(src.cacheKey())
-	if md == nil {
-		if md, err = readFooter(ctx, src); err != nil {
-			src.c.Close()
-			return footerResult{idx: i, err: err}
-		}
-		d.footers.put(src.cacheKey(), md)
-	}
-	f, err := resolve(src, md, d.opts.Columns, d.schema)
-	if err != nil {
-		src.c.Close()
-		return footerResult{idx: i, err: err}
-	}
-	return footerResult{idx: i, f: f}
 }
 
 // inlineFetcher resolves footers on the caller's goroutine.
