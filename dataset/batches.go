@@ -60,7 +60,7 @@ type blockSource interface {
 	Close() error
 }
 
-// newBatchIterator re-slices it's blocks into batches; cancel stops it
+// newBatchIterator re-slices the blocks of it into batches; cancel stops it
 // (ctx is parent's child that cancel cancels).
 func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it blockSource, opts *BatchOptions) *BatchIterator {
 	o := opts.normalize()

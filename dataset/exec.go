@@ -64,8 +64,7 @@ func (d *Dataset) Iter(ctx context.Context) *Iterator {
 		post: post, postSeen: make([]int64, len(post)),
 	}
 	it.s.read.Name = "ReadParquet"
-	l := &loop{it: it, d: d, opts: d.opts, pre: pre, limit: limit}
-	go l.run()
+	go newLoop(it, pre, limit).run()
 	return it
 }
 
