@@ -51,18 +51,9 @@ func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterato
 	return newBatchIterator(parent, ctx, cancel, d.Iter(ctx), opts)
 }
 
-// blockSource is a stream of blocks: an execution's Iterator, or one split
-// of a StreamingSplit.
-type blockSource interface {
-	Next() bool
-	Block() Block
-	Err() error
-	Close() error
-}
-
 // newBatchIterator re-slices the blocks of it into batches; cancel stops it
 // (ctx is parent's child that cancel cancels).
-func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it blockSource, opts *BatchOptions) *BatchIterator {
+func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it BlockIterator, opts *BatchOptions) *BatchIterator {
 	o := opts.normalize()
 	raw := make(chan batchResult, o.PrefetchBatches)
 	bi := &BatchIterator{parent: parent, cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
@@ -118,7 +109,7 @@ func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it
 }
 
 // form reads blocks and sends batches of o.BatchSize rows.
-func form(ctx context.Context, it blockSource, o *BatchOptions, send func(batchResult) bool) {
+func form(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batchResult) bool) {
 	var held rowCarry // rows not yet batched, in order
 	defer held.release()
 	var shuffle func(arrow.RecordBatch) (arrow.RecordBatch, error)

@@ -24,6 +24,27 @@ type ExecStats struct {
 	FootersPending  int64     // footers not yet resolved (at the time of the call)
 }
 
+// BlockIterator is a stream of blocks: Dataset.Iter returns one (an
+// *Iterator, which adds Stats) and so does Split.Iter (one split's share of
+// one epoch). It is not safe for concurrent use.
+//
+// Next advances to the next block, releasing the previous one, and reports
+// whether there is one; it returns false once the stream ended or the
+// context it was started with ended. Block returns the current block, whose
+// record is valid until the next call to Next or Close (Retain it to keep
+// it longer). Err returns the error that ended the stream: nil only when it
+// reached its end, an error wrapping the context's when that ended first.
+// Close stops the stream early, releases what it holds and never blocks on
+// other consumers; it is idempotent.
+type BlockIterator interface {
+	Next() bool
+	Block() Block
+	Err() error
+	Close() error
+}
+
+var _ BlockIterator = (*Iterator)(nil)
+
 // Iterator streams the blocks of one execution. It is not safe for
 // concurrent use; Close it when done.
 type Iterator struct {

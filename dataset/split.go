@@ -89,13 +89,13 @@ func (s *Split) Schema(ctx context.Context) (*arrow.Schema, error) { return s.c.
 // asks for it; a split asking for the next epoch waits until every split
 // has finished or closed the current one (or AbandonTimeout passes: then
 // ErrSplitAbandoned). A failed Iter does not advance the split's epoch.
-func (s *Split) Iter(ctx context.Context) (*SplitIterator, error) {
+func (s *Split) Iter(ctx context.Context) (BlockIterator, error) {
 	run, err := s.c.join(ctx, s.epoch+1)
 	if err != nil {
 		return nil, err
 	}
 	s.epoch++
-	return &SplitIterator{ctx: ctx, run: run, i: s.i, c: s.c}, nil
+	return &splitIterator{ctx: ctx, run: run, i: s.i, c: s.c}, nil
 }
 
 // Batches is Iter re-sliced into batches (see Dataset.Batches).
@@ -278,8 +278,8 @@ func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.
 	}
 }
 
-// SplitIterator streams one split's blocks of one epoch.
-type SplitIterator struct {
+// splitIterator is the BlockIterator of one split's blocks of one epoch.
+type splitIterator struct {
 	ctx   context.Context
 	c     *coordinator
 	run   *epochRun
@@ -289,7 +289,7 @@ type SplitIterator struct {
 	ended bool
 }
 
-func (s *SplitIterator) queue() chan Block {
+func (s *splitIterator) queue() chan Block {
 	if s.run.shared != nil {
 		return s.run.shared
 	}
@@ -297,7 +297,7 @@ func (s *SplitIterator) queue() chan Block {
 }
 
 // Next advances to the next block, releasing the previous one.
-func (s *SplitIterator) Next() bool {
+func (s *splitIterator) Next() bool {
 	if s.cur.Record != nil {
 		s.cur.Record.Release()
 		s.cur = Block{}
@@ -329,14 +329,14 @@ func (s *SplitIterator) Next() bool {
 }
 
 // Block returns the current block (valid until the next Next or Close).
-func (s *SplitIterator) Block() Block { return s.cur }
+func (s *splitIterator) Block() Block { return s.cur }
 
 // Err returns the error that ended the epoch, if any.
-func (s *SplitIterator) Err() error { return s.err }
+func (s *splitIterator) Err() error { return s.err }
 
 // Close ends this split's epoch early: it receives nothing more and never
 // holds up the other splits. Idempotent.
-func (s *SplitIterator) Close() error {
+func (s *splitIterator) Close() error {
 	if s.cur.Record != nil {
 		s.cur.Record.Release()
 		s.cur = Block{}
