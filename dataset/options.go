@@ -132,10 +132,7 @@ type ReadOptions struct {
 // MetadataDefault becomes fromEnv, the mode the caller read from the
 // environment.
 func (o *ReadOptions) normalize(fromEnv MetadataFetch) ReadOptions {
-	var r ReadOptions
-	if o != nil {
-		r = *o
-	}
+	r := valueOr(o)
 	r.TargetBlockBytes = positiveOr(r.TargetBlockBytes, DefaultTargetBlockBytes)
 	r.BatchRows = positiveOr(r.BatchRows, DefaultBatchRows)
 	r.CoalesceGap = positiveOr(r.CoalesceGap, DefaultCoalesceGap)
@@ -176,10 +173,7 @@ type BatchOptions struct {
 
 // normalize returns a copy of o with every default filled in.
 func (o *BatchOptions) normalize() BatchOptions {
-	var r BatchOptions
-	if o != nil {
-		r = *o
-	}
+	r := valueOr(o)
 	r.BatchSize = positiveOr(r.BatchSize, DefaultBatchSize)
 	r.PrefetchBatches = positiveOr(r.PrefetchBatches, DefaultPrefetchBatches)
 	r.CollateWorkers = positiveOr(r.CollateWorkers, DefaultCollateWorkers)
@@ -199,12 +193,18 @@ type SplitOptions struct {
 
 // normalize returns a copy of o with every default filled in.
 func (o *SplitOptions) normalize() SplitOptions {
-	var r SplitOptions
-	if o != nil {
-		r = *o
-	}
+	r := valueOr(o)
 	r.AbandonTimeout = positiveOr(r.AbandonTimeout, DefaultAbandonTimeout)
 	return r
+}
+
+// valueOr is *o, or T's zero value when o is nil.
+func valueOr[T any](o *T) T {
+	if o == nil {
+		var zero T
+		return zero
+	}
+	return *o
 }
 
 // positiveOr is v, or def when v is not positive.

@@ -99,7 +99,6 @@ type fetched struct {
 	ctx       context.Context
 	ranges    []byteRange
 	data      [][]byte
-	pos       int64
 	mu        sync.Mutex
 	fallbacks int
 }
@@ -119,23 +118,8 @@ func (f *fetched) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-func (f *fetched) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case 0:
-		f.pos = off
-	case 1:
-		f.pos += off
-	case 2:
-		f.pos = f.src.size + off
-	}
-	return f.pos, nil
-}
-
-func (f *fetched) Read(p []byte) (int, error) {
-	n, err := f.ReadAt(p, f.pos)
-	f.pos += int64(n)
-	return n, err
-}
+// file is the fetched bytes as the seekable file arrow-go reads.
+func (f *fetched) file() *io.SectionReader { return io.NewSectionReader(f, 0, f.src.size) }
 
 // readStats counts what reading a task did.
 type readStats struct {
@@ -232,7 +216,7 @@ func openRecords(ctx context.Context, t *task, fr *fetched, batchRows int64, mem
 			rr, err = nil, fmt.Errorf("reader panic: %v", r)
 		}
 	}()
-	pr, err := file.NewParquetReader(fr, file.WithMetadata(t.f.md))
+	pr, err := file.NewParquetReader(fr.file(), file.WithMetadata(t.f.md))
 	if err != nil {
 		return nil, err
 	}
