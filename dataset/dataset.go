@@ -57,6 +57,21 @@
 // ends the execution with a *PanicError; a split abandoned without Close
 // fails the others with ErrSplitAbandoned after SplitOptions.AbandonTimeout.
 // No iterator reports a clean end it did not reach.
+//
+// # Settings
+//
+// Options structs are nil for the defaults; each default is a named
+// constant (DefaultWorkers, DefaultBatchSize, ...). The environment is read
+// in one place: ReadParquetContext reads MetadataFetchEnv when
+// ReadOptions.MetadataFetch is MetadataDefault.
+//
+// # Who uses what
+//
+// cmd/gcscat uses ReadParquet and Inspect. The rest is the API of the jobs
+// this package is for: training loops (Batches, StreamingSplit and its
+// Split, BatchIterator and BlockIterator), batch jobs (Iter, the
+// operators), and their monitoring (Iterator.Stats, ExecStats, OpStats);
+// the Example functions show them.
 package dataset
 
 import (

@@ -45,8 +45,9 @@ type BlockIterator interface {
 
 var _ BlockIterator = (*Iterator)(nil)
 
-// Iterator streams the blocks of one execution. It is not safe for
-// concurrent use; Close it when done.
+// Iterator streams the blocks of one execution: the BlockIterator of
+// Dataset.Iter, with the execution's Stats. It is not safe for concurrent
+// use; Close it when done.
 type Iterator struct {
 	ctx    context.Context
 	cancel context.CancelFunc
