@@ -20,16 +20,8 @@ import (
 // 4 rows, two splits with equal row counts.
 func Example() {
 	ctx := context.Background()
-	bucket := memblob.OpenBucket(nil)
-	defer bucket.Close()
-	for f := range 2 {
-		writeInts(ctx, bucket, fmt.Sprintf("t/%d.parquet", f), int64(f*10), 10, 5)
-	}
-	fsys, err := gcsfs.New(ctx, bucket, nil)
-	if err != nil {
-		panic(err)
-	}
-	defer fsys.Close()
+	fsys, closeFS := intFiles(ctx, 2)
+	defer closeFS()
 
 	ds, err := dataset.ReadParquet(fsys, "t/*.parquet", &dataset.ReadOptions{PreserveOrder: true})
 	if err != nil {
@@ -113,6 +105,21 @@ func ExampleReadParquetContext() {
 	// [2] ["two"]
 }
 
+// intFiles is a gcsfs.FS over an in-memory bucket holding files
+// t/0.parquet ... of 10 int64 values "v" each (0-9, 10-19, ...) in row
+// groups of 5; closeFS closes both.
+func intFiles(ctx context.Context, files int) (fsys *gcsfs.FS, closeFS func()) {
+	bucket := memblob.OpenBucket(nil)
+	for f := range files {
+		writeInts(ctx, bucket, fmt.Sprintf("t/%d.parquet", f), int64(f*10), 10, 5)
+	}
+	fsys, err := gcsfs.New(ctx, bucket, nil)
+	if err != nil {
+		panic(err)
+	}
+	return fsys, func() { fsys.Close(); bucket.Close() }
+}
+
 // writeInts writes a Parquet file of one int64 column "v" holding first,
 // first+1, ... (n values, rowGroup rows per row group) to bucket.
 func writeInts(ctx context.Context, bucket *blob.Bucket, name string, first, n, rowGroup int64) {
@@ -140,16 +147,8 @@ func writeInts(ctx context.Context, bucket *blob.Bucket, name string, first, n, 
 // other task starts. Stats counts what the execution did.
 func ExampleIterator_Stats() {
 	ctx := context.Background()
-	bucket := memblob.OpenBucket(nil)
-	defer bucket.Close()
-	for f := range 4 {
-		writeInts(ctx, bucket, fmt.Sprintf("t/%d.parquet", f), int64(f*10), 10, 5)
-	}
-	fsys, err := gcsfs.New(ctx, bucket, nil)
-	if err != nil {
-		panic(err)
-	}
-	defer fsys.Close()
+	fsys, closeFS := intFiles(ctx, 4)
+	defer closeFS()
 
 	ds, err := dataset.ReadParquet(fsys, "t/*.parquet", &dataset.ReadOptions{Workers: 1, TargetBlockBytes: 1, PreserveOrder: true})
 	if err != nil {
