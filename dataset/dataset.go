@@ -60,9 +60,10 @@
 //
 // # Settings
 //
-// Options structs are nil for the defaults; each default is a named
-// constant (DefaultWorkers, DefaultBatchSize, ...). The environment is read
-// in one place: ReadParquetContext reads MetadataFetchEnv when
+// A nil *ReadOptions, *BatchOptions or *SplitOptions means the defaults; a
+// size, count or timeout left zero takes its default, a named constant
+// (DefaultWorkers, DefaultBatchSize, ...). The environment is read in one
+// place: ReadParquetContext reads MetadataFetchEnv when
 // ReadOptions.MetadataFetch is MetadataDefault.
 //
 // # Who uses what
