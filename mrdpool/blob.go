@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"sync"
 
 	"cloud.google.com/go/storage"
@@ -88,8 +89,12 @@ func StatBlob(ctx context.Context, bucket *blob.Bucket, key string) (ObjectInfo,
 	}
 	info := ObjectInfo{Size: a.Size, ModTime: a.ModTime}
 	var oa storage.ObjectAttrs
-	if a.As(&oa) {
+	var fi os.FileInfo
+	switch {
+	case a.As(&oa):
 		info.Generation = oa.Generation
+	case a.As(&fi):
+		info.file = fi
 	}
 	return info, nil
 }
@@ -164,6 +169,10 @@ func (d *blobDownloader) Add(ctx context.Context, w io.Writer, off, n int64, don
 func (d *blobDownloader) read(ctx context.Context, w io.Writer, off, n int64) error {
 	gen := d.info.Generation
 	opts := &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
+		var file *os.File // fileblob hands out **os.File
+		if d.info.file != nil && as(&file) {
+			return d.checkSameFile(file)
+		}
 		var obj **storage.ObjectHandle
 		if !as(&obj) {
 			return nil
@@ -210,6 +219,20 @@ func (d *blobDownloader) checkSame(r *blob.Reader) error {
 	}
 	if r.Size() != d.info.Size || (!d.info.ModTime.IsZero() && !r.ModTime().Equal(d.info.ModTime)) {
 		return d.changed(fmt.Sprintf("now has size %d, modified %v", r.Size(), r.ModTime()), nil)
+	}
+	return nil
+}
+
+// checkSameFile fails a read on a local-disk bucket whose opened file is
+// not the one pinned: the object was overwritten (a new file renamed into
+// place) even if size and modification time are unchanged.
+func (d *blobDownloader) checkSameFile(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return blobError(err, d.b.key)
+	}
+	if !os.SameFile(fi, d.info.file) {
+		return d.changed("was replaced by another file", nil)
 	}
 	return nil
 }

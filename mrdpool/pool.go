@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,13 @@ type ObjectInfo struct {
 	Size       int64
 	Generation int64 // 0 when the backend has no generations
 	ModTime    time.Time
+
+	// file is the stat of the object's file on a local-disk bucket
+	// (fileblob), nil elsewhere. Local file systems keep modification
+	// times at clock-tick granularity, so an overwrite of the same size
+	// within one tick keeps size and time: a range is checked to read the
+	// same file (os.SameFile: the writer replaces the file by a rename).
+	file os.FileInfo
 }
 
 // Backend opens downloaders for one object.
