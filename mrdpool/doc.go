@@ -16,7 +16,8 @@
 //     hold open at once for the object.
 //   - Concurrency is how many ranges one logical read (a prefetch window, a
 //     whole-object ReadFile) is split into by the caller. It is not a pool
-//     setting; Split does the arithmetic.
+//     setting: the caller (the prefetch engine) splits the read and calls
+//     ReadAt once per part, concurrently.
 //
 // With PoolSize 2 and a read split at Concurrency 4 on an MRD backend:
 //

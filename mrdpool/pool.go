@@ -57,16 +57,32 @@ type Downloader interface {
 	Close() error
 }
 
-// Options configure a Pool. A nil *Options means the defaults.
+// The defaults of Options, applied by its normalize method. The stall
+// timeout's is DefaultStallTimeout.
+const (
+	// DefaultPoolSize is the default Options.PoolSize. A real MRD carries
+	// many ranges per stream, so a few streams go far; gcsfs, which splits
+	// reads into parts over either backend, sets its own (see
+	// gcsfs.DefaultPoolSize).
+	DefaultPoolSize = 4
+	// DefaultRetries is the default Options.Retries.
+	DefaultRetries = 3
+	// DefaultRetryBackoff is the default Options.RetryBackoff.
+	DefaultRetryBackoff = 10 * time.Millisecond
+)
+
+// Options configure a Pool. A nil *Options means the defaults; zero fields
+// take their defaults, normalised in one place (normalize).
 type Options struct {
-	// PoolSize is the most downloaders open at once. Default 4.
+	// PoolSize is the most downloaders open at once. Default
+	// DefaultPoolSize.
 	PoolSize int
-	// Retries is how many times Read resumes a range that failed with a
+	// Retries is how many times ReadAt resumes a range that failed with a
 	// transient error, from the first byte it has not delivered yet.
-	// Default 3; negative means none.
+	// Default DefaultRetries; negative means none.
 	Retries int
 	// RetryBackoff is the wait before the first retry, doubled for each
-	// further one. Default 10ms.
+	// further one. Default DefaultRetryBackoff.
 	RetryBackoff time.Duration
 	// Info, when set, is the object's pinned info, known from an earlier
 	// stat; the pool then checks every open against it.
@@ -91,15 +107,15 @@ func (o *Options) normalize() Options {
 		r = *o
 	}
 	if r.PoolSize <= 0 {
-		r.PoolSize = 4
+		r.PoolSize = DefaultPoolSize
 	}
 	if r.Retries == 0 {
-		r.Retries = 3
+		r.Retries = DefaultRetries
 	} else if r.Retries < 0 {
 		r.Retries = 0
 	}
 	if r.RetryBackoff <= 0 {
-		r.RetryBackoff = 10 * time.Millisecond
+		r.RetryBackoff = DefaultRetryBackoff
 	}
 	if r.StallTimeout == 0 {
 		r.StallTimeout = DefaultStallTimeout

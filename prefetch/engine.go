@@ -40,19 +40,39 @@ type Fetcher interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 }
 
-// Options tune an Engine. A nil *Options means the defaults.
+// The defaults of Options, applied by its normalize method.
+const (
+	// DefaultBlockSize is the default Options.BlockSize.
+	DefaultBlockSize = 1 << 20
+	// DefaultMaxPrefetch is the default Options.MaxPrefetch.
+	DefaultMaxPrefetch = 64 << 20
+	// DefaultMinStreak is the default Options.MinStreak: a readahead cache
+	// that fetches the block it needs and the next one together makes two
+	// reads in a row look sequential, which must not start prefetching.
+	DefaultMinStreak = 3
+	// DefaultConcurrency is the default Options.Concurrency.
+	DefaultConcurrency = 8
+	// DefaultMinPartSize is the default Options.MinPartSize.
+	DefaultMinPartSize = 1 << 20
+)
+
+// Options tune an Engine. A nil *Options means the defaults; zero fields
+// take their defaults, normalised in one place (normalize).
 type Options struct {
-	// BlockSize is the smallest prefetch window. Default 1 MiB.
+	// BlockSize is the smallest prefetch window. Default DefaultBlockSize
+	// (1 MiB).
 	BlockSize int64
 	// MaxPrefetch is the largest window: how far ahead of the reader data
-	// is fetched. Default 64 MiB.
+	// is fetched. Default DefaultMaxPrefetch (64 MiB); never under
+	// BlockSize.
 	MaxPrefetch int64
-	// MinStreak is the sequential read that starts prefetching. Default 3.
+	// MinStreak is the sequential read that starts prefetching. Default
+	// DefaultMinStreak (3).
 	MinStreak int
 	// Concurrency is how many parts a prefetch (or a large direct read) is
-	// split into, fetched in parallel. Default 8.
+	// split into, fetched in parallel. Default DefaultConcurrency (8).
 	Concurrency int
-	// MinPartSize is the smallest part. Default 1 MiB.
+	// MinPartSize is the smallest part. Default DefaultMinPartSize (1 MiB).
 	MinPartSize int64
 	// Disabled turns prefetching off: every read fetches exactly its bytes.
 	Disabled bool
@@ -67,20 +87,20 @@ func (o *Options) normalize() Options {
 		r = *o
 	}
 	if r.BlockSize <= 0 {
-		r.BlockSize = 1 << 20
+		r.BlockSize = DefaultBlockSize
 	}
 	if r.MaxPrefetch <= 0 {
-		r.MaxPrefetch = 64 << 20
+		r.MaxPrefetch = DefaultMaxPrefetch
 	}
 	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
 	if r.MinStreak <= 0 {
-		r.MinStreak = 3
+		r.MinStreak = DefaultMinStreak
 	}
 	if r.Concurrency <= 0 {
-		r.Concurrency = 8
+		r.Concurrency = DefaultConcurrency
 	}
 	if r.MinPartSize <= 0 {
-		r.MinPartSize = 1 << 20
+		r.MinPartSize = DefaultMinPartSize
 	}
 	if r.Buffers == nil {
 		r.Buffers = directbuf.NewPool(2 * r.MaxPrefetch)
