@@ -134,7 +134,7 @@ type Stats struct {
 	Waits    int64 // acquires that had to wait
 	Ranges   int64 // ranges added to downloaders
 	Retries  int64 // ranges resumed after a transient error
-	Bytes    int64 // bytes delivered by Read
+	Bytes    int64 // bytes delivered by ReadAt
 }
 
 // Pool is a lazily opened, lock-guarded pool of downloaders for one object.
@@ -196,15 +196,8 @@ func (p *Pool) Stats() Stats {
 	}
 }
 
-// Downloaders returns the number of downloaders open now.
-func (p *Pool) Downloaders() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.all)
-}
-
-// Lease is a downloader handed out by Acquire. Release it exactly once.
-type Lease struct {
+// lease is a downloader handed out by acquire. Release it exactly once.
+type lease struct {
 	p        *Pool
 	e        *entry
 	owner    bool
@@ -212,14 +205,14 @@ type Lease struct {
 }
 
 // Downloader returns the leased downloader.
-func (l *Lease) Downloader() Downloader { return l.e.d }
+func (l *lease) Downloader() Downloader { return l.e.d }
 
 // Release gives the downloader back. The owner's release puts it back in
 // the free queue (or closes it if it broke); a sharer's only drops its use.
 // Release panics if called twice.
-func (l *Lease) Release() {
+func (l *lease) Release() {
 	if l.released.Swap(true) {
-		panic("mrdpool: Lease released twice")
+		panic("mrdpool: lease released twice")
 	}
 	l.p.release(l)
 }
@@ -261,12 +254,12 @@ func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
 	}
 }
 
-// Acquire returns a downloader: a free one, a newly opened one while the
+// acquire returns a downloader: a free one, a newly opened one while the
 // pool is under PoolSize, or, when all are busy, a busy one shared
 // round-robin if the backend can share, else the next one released. It
 // returns ctx.Err() if ctx ends first and an error wrapping fs.ErrClosed
 // after Close.
-func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
+func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 	waited := false
 	for {
 		p.mu.Lock()
@@ -286,7 +279,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 			e.users++
 			p.mu.Unlock()
 			p.closeBroken(broken)
-			return &Lease{p: p, e: e, owner: true}, nil
+			return &lease{p: p, e: e, owner: true}, nil
 		}
 		// The first open is serialized: while it runs, nobody else opens,
 		// so two concurrent first callers open one downloader.
@@ -306,7 +299,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 					p.mu.Unlock()
 					p.closeBroken(broken)
 					p.shared.Add(1)
-					return &Lease{p: p, e: e}, nil
+					return &lease{p: p, e: e}, nil
 				}
 			}
 		}
@@ -327,7 +320,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 
 // open opens a downloader for a caller counted in p.opening. The open is
 // bounded by the stall timeout.
-func (p *Pool) open(ctx context.Context) (*Lease, error) {
+func (p *Pool) open(ctx context.Context) (*lease, error) {
 	octx, cancel := WithStallTimeout(ctx, p.opts.StallTimeout)
 	d, info, err := p.backend.Open(octx)
 	err = WrapStalled(octx, err, "open "+p.opts.Object)
@@ -366,10 +359,10 @@ func (p *Pool) open(ctx context.Context) (*Lease, error) {
 	p.all = append(p.all, e)
 	p.mu.Unlock()
 	p.opened.Add(1)
-	return &Lease{p: p, e: e, owner: true}, nil
+	return &lease{p: p, e: e, owner: true}, nil
 }
 
-func (p *Pool) release(l *Lease) {
+func (p *Pool) release(l *lease) {
 	p.mu.Lock()
 	l.e.users--
 	var broken []*entry
@@ -453,7 +446,7 @@ func (p *Pool) notifyLocked() {
 }
 
 // Close closes every downloader and returns their errors joined. Ranges in
-// flight end with errors; later Acquire and Read calls fail with an error
+// flight end with errors; later Info and ReadAt calls fail with an error
 // wrapping fs.ErrClosed. Close is idempotent: later calls return the same
 // error.
 func (p *Pool) Close() error {

@@ -3,8 +3,12 @@
 // as the run goes on, fetched ahead in parallel parts into preallocated
 // buffers under a byte budget; random reads fetch exactly what they ask for.
 //
-// The decisions come from Detector, which does no I/O; the Engine carries
-// them out over a Fetcher, the one thing it needs from storage.
+// The decisions come from a streak detector that does no I/O (and is
+// tested with plain traces): a read is sequential when it starts where the
+// previous one ended; the MinStreak-th sequential read in a row starts
+// prefetching; a read that breaks the run resets the window and drops the
+// prefetched data it cannot use. The Engine carries the decisions out over
+// a Fetcher, the one thing it needs from storage.
 //
 //	reads:        r1   r2   r3 ........ r4 ........ r5
 //	object: [=====|====|====|==========|===========|=====================)
@@ -131,7 +135,7 @@ type Engine struct {
 	bg     sync.WaitGroup // part fetches and buffer releases
 
 	mu     sync.Mutex
-	det    *Detector
+	det    *detector
 	chunks []*chunk // prefetched ranges, sorted, disjoint
 	closed bool
 
@@ -163,7 +167,7 @@ func New(f Fetcher, size int64, opts *Options) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		f: f, size: size, opts: o, ctx: ctx, cancel: cancel,
-		det: NewDetector(o.BlockSize, o.MaxPrefetch, o.MinStreak),
+		det: newDetector(o.BlockSize, o.MaxPrefetch, o.MinStreak),
 	}
 }
 
@@ -241,15 +245,15 @@ func (e *Engine) plan(off, n int64) (*readPlan, error) {
 		return nil, errClosed()
 	}
 	end := off + n
-	d := e.det.Observe(off, n)
+	d := e.det.observe(off, n)
 	if e.opts.Disabled {
-		d.Window = 0
+		d.window = 0
 	}
 	// Drop what this read can no longer use: everything behind it, and on a
 	// break in the run everything it does not touch.
 	kept := e.chunks[:0]
 	for _, c := range e.chunks {
-		if c.end() <= off || (d.Reset && c.off >= end) {
+		if c.end() <= off || (d.reset && c.off >= end) {
 			e.dropLocked(c)
 			continue
 		}
@@ -278,8 +282,8 @@ func (e *Engine) plan(off, n int64) (*readPlan, error) {
 		rp.pieces = append(rp.pieces, piece{off: pos, n: end - pos})
 	}
 
-	if d.Window > 0 {
-		e.topUpLocked(end, d.Window)
+	if d.window > 0 {
+		e.topUpLocked(end, d.window)
 	}
 	return rp, nil
 }
