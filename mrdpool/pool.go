@@ -57,8 +57,7 @@ type Downloader interface {
 	Close() error
 }
 
-// The defaults of Options, applied by its normalize method. The stall
-// timeout's is DefaultStallTimeout.
+// The defaults of Options, applied by its normalize method.
 const (
 	// DefaultPoolSize is the default Options.PoolSize. A real MRD carries
 	// many ranges per stream, so a few streams go far; gcsfs, which splits
@@ -69,6 +68,10 @@ const (
 	DefaultRetries = 3
 	// DefaultRetryBackoff is the default Options.RetryBackoff.
 	DefaultRetryBackoff = 10 * time.Millisecond
+	// DefaultStallTimeout is how long a range may go without one byte of
+	// progress before it fails with ErrStalled: the default
+	// Options.StallTimeout.
+	DefaultStallTimeout = 30 * time.Second
 )
 
 // Options configure a Pool. A nil *Options means the defaults; zero fields
