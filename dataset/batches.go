@@ -13,50 +13,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// BatchOptions configure Batches. A nil *BatchOptions means the defaults.
-type BatchOptions struct {
-	// BatchSize is the rows of each batch (the last may be short).
-	// Default 256.
-	BatchSize int64
-	// DropLast drops a short last batch.
-	DropLast bool
-	// PrefetchBatches is how many batches are formed ahead of the
-	// consumer. Default 1.
-	PrefetchBatches int
-	// LocalShuffleBufferSize, when positive, shuffles rows within a buffer
-	// of at least this many rows before batching, using Seed.
-	LocalShuffleBufferSize int64
-	// Seed seeds the local shuffle.
-	Seed uint64
-	// Collate, when set, turns each batch into the value the consumer gets
-	// (Batch.Collated), run by CollateWorkers goroutines that share the
-	// input under a lock and write one output queue of CollateWorkers
-	// entries: at most 2*CollateWorkers batches are in flight.
-	Collate func(ctx context.Context, rec arrow.RecordBatch) (any, error)
-	// CollateWorkers is N above. Default 1.
-	CollateWorkers int
-	// PreserveOrder delivers collated batches in the order they were
-	// formed; otherwise in the order Collate finishes them.
-	PreserveOrder bool
-}
-
-func (o *BatchOptions) normalize() BatchOptions {
-	var r BatchOptions
-	if o != nil {
-		r = *o
-	}
-	if r.BatchSize <= 0 {
-		r.BatchSize = 256
-	}
-	if r.PrefetchBatches <= 0 {
-		r.PrefetchBatches = 1
-	}
-	if r.CollateWorkers <= 0 {
-		r.CollateWorkers = 1
-	}
-	return r
-}
-
 // Batch is one batch of rows.
 type Batch struct {
 	// Record holds the rows. It is released by the next call to Next.
@@ -95,18 +51,9 @@ func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterato
 	return newBatchIterator(parent, ctx, cancel, d.Iter(ctx), opts)
 }
 
-// blockSource is a stream of blocks: an execution's Iterator, or one split
-// of a StreamingSplit.
-type blockSource interface {
-	Next() bool
-	Block() Block
-	Err() error
-	Close() error
-}
-
-// newBatchIterator re-slices it's blocks into batches; cancel stops it
+// newBatchIterator re-slices the blocks of it into batches; cancel stops it
 // (ctx is parent's child that cancel cancels).
-func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it blockSource, opts *BatchOptions) *BatchIterator {
+func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it BlockIterator, opts *BatchOptions) *BatchIterator {
 	o := opts.normalize()
 	raw := make(chan batchResult, o.PrefetchBatches)
 	bi := &BatchIterator{parent: parent, cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
@@ -162,81 +109,94 @@ func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it
 }
 
 // form reads blocks and sends batches of o.BatchSize rows.
-func form(ctx context.Context, it blockSource, o *BatchOptions, send func(batchResult) bool) {
-	var buf []arrow.RecordBatch // rows not yet batched, in order
-	var rows int64
-	var rng *rand.Rand
+func form(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batchResult) bool) {
+	var held rowCarry // rows not yet batched, in order
+	defer held.release()
+	var shuffle func(arrow.RecordBatch) (arrow.RecordBatch, error)
 	if o.LocalShuffleBufferSize > 0 {
-		rng = rand.New(rand.NewPCG(o.Seed, o.Seed^0x5bd1e995))
+		rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5bd1e995))
+		shuffle = func(all arrow.RecordBatch) (arrow.RecordBatch, error) {
+			return take(ctx, all, rng.Perm(int(all.NumRows())))
+		}
 	}
 	idx := 0
-	release := func() {
-		for _, r := range buf {
-			r.Release()
+	// batch cuts n rows off the front of held and sends them; false when
+	// forming must stop.
+	batch := func(n int64) bool {
+		rec, err := held.cut(n, shuffle)
+		if err != nil {
+			send(batchResult{err: err})
+			return false
 		}
-		buf, rows = nil, 0
-	}
-	defer release()
-	emit := func(rec arrow.RecordBatch) bool {
 		ok := send(batchResult{b: Batch{Record: rec, Index: idx}})
 		idx++
 		return ok
 	}
-	fail := func(err error) { send(batchResult{err: err}) }
-	// cut takes n rows off the front of buf (shuffled when asked).
-	cut := func(n int64) (arrow.RecordBatch, error) {
-		all, err := concat(buf)
-		if err != nil {
-			return nil, err
-		}
-		release()
-		if rng != nil {
-			perm := rng.Perm(int(all.NumRows()))
-			shuffled, err := take(ctx, all, perm)
-			all.Release()
-			if err != nil {
-				return nil, err
-			}
-			all = shuffled
-		}
-		head := all.NewSlice(0, n)
-		if rest := all.NumRows() - n; rest > 0 {
-			buf, rows = []arrow.RecordBatch{all.NewSlice(n, all.NumRows())}, rest
-		}
-		all.Release()
-		return head, nil
-	}
 	need := max(o.BatchSize, o.LocalShuffleBufferSize)
 	for it.Next() {
-		rec := it.Block().Record
-		rec.Retain()
-		buf = append(buf, rec)
-		rows += rec.NumRows()
-		for rows >= need {
-			b, err := cut(o.BatchSize)
-			if err != nil {
-				fail(err)
-				return
-			}
-			if !emit(b) {
+		held.add(it.Block().Record)
+		for held.rows >= need {
+			if !batch(o.BatchSize) {
 				return
 			}
 		}
 	}
 	if err := it.Err(); err != nil {
-		fail(err)
+		send(batchResult{err: err})
 		return
 	}
-	for rows >= o.BatchSize || (rows > 0 && !o.DropLast) {
-		b, err := cut(min(rows, o.BatchSize))
-		if err != nil {
-			fail(err)
-			return
-		}
-		if !emit(b) {
+	for held.rows >= o.BatchSize || (held.rows > 0 && !o.DropLast) {
+		if !batch(min(held.rows, o.BatchSize)) {
 			return
 		}
 	}
+}
+
+// rowCarry holds rows, in order, that arrived in blocks and are not yet
+// handed on: Batches cuts its batches from one, an equal split its rounds.
+type rowCarry struct {
+	recs []arrow.RecordBatch
+	rows int64
+}
+
+// add retains rec and appends its rows.
+func (c *rowCarry) add(rec arrow.RecordBatch) {
+	rec.Retain()
+	c.recs = append(c.recs, rec)
+	c.rows += rec.NumRows()
+}
+
+// release drops every row held.
+func (c *rowCarry) release() {
+	for _, r := range c.recs {
+		r.Release()
+	}
+	c.recs, c.rows = nil, 0
+}
+
+// cut joins the rows held into one record, reorders it with reorder when
+// that is not nil (the local shuffle), and returns its first n rows (n <=
+// c.rows), keeping the rest.
+func (c *rowCarry) cut(n int64, reorder func(arrow.RecordBatch) (arrow.RecordBatch, error)) (arrow.RecordBatch, error) {
+	all, err := concat(c.recs)
+	if err != nil {
+		return nil, err
+	}
+	c.release()
+	if reorder != nil {
+		reordered, err := reorder(all)
+		all.Release()
+		if err != nil {
+			return nil, err
+		}
+		all = reordered
+	}
+	head := all.NewSlice(0, n)
+	if rest := all.NumRows() - n; rest > 0 {
+		c.recs, c.rows = []arrow.RecordBatch{all.NewSlice(n, all.NumRows())}, rest
+	}
+	all.Release()
+	return head, nil
 }
 
 // concat joins records into one with the first record's schema, taking

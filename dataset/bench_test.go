@@ -141,8 +141,8 @@ func scanPlain(b *testing.B, ctx context.Context, bucket *blob.Bucket, key strin
 	if err != nil {
 		b.Fatal(err)
 	}
-	ra := &rangeReaderAt{ctx: ctx, b: bucket, key: key, size: attrs.Size}
-	pf, err := file.NewParquetReader(ra)
+	ra := &rangeReaderAt{ctx: ctx, b: bucket, key: key}
+	pf, err := file.NewParquetReader(io.NewSectionReader(ra, 0, attrs.Size))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,11 +163,9 @@ func scanPlain(b *testing.B, ctx context.Context, bucket *blob.Bucket, key strin
 }
 
 type rangeReaderAt struct {
-	ctx  context.Context
-	b    *blob.Bucket
-	key  string
-	size int64
-	pos  int64
+	ctx context.Context
+	b   *blob.Bucket
+	key string
 }
 
 func (r *rangeReaderAt) ReadAt(p []byte, off int64) (int, error) {
@@ -181,22 +179,4 @@ func (r *rangeReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		err = io.EOF
 	}
 	return n, err
-}
-
-func (r *rangeReaderAt) Read(p []byte) (int, error) {
-	n, err := r.ReadAt(p, r.pos)
-	r.pos += int64(n)
-	return n, err
-}
-
-func (r *rangeReaderAt) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case 0:
-		r.pos = off
-	case 1:
-		r.pos += off
-	case 2:
-		r.pos = r.size + off
-	}
-	return r.pos, nil
 }

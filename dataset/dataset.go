@@ -57,110 +57,33 @@
 // ends the execution with a *PanicError; a split abandoned without Close
 // fails the others with ErrSplitAbandoned after SplitOptions.AbandonTimeout.
 // No iterator reports a clean end it did not reach.
+//
+// # Settings
+//
+// A nil *ReadOptions, *BatchOptions or *SplitOptions means the defaults; a
+// size, count or timeout left zero takes its default, a named constant
+// (DefaultWorkers, DefaultBatchSize, ...). The environment is read in one
+// place: ReadParquetContext reads MetadataFetchEnv when
+// ReadOptions.MetadataFetch is MetadataDefault.
+//
+// # Who uses what
+//
+// cmd/gcscat uses ReadParquet and Inspect. The rest is the API of the jobs
+// this package is for: training loops (Batches, StreamingSplit and its
+// Split, BatchIterator and BlockIterator), batch jobs (Iter, the
+// operators), and their monitoring (Iterator.Stats, ExecStats, OpStats);
+// the Example functions show them.
 package dataset
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
-	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
-	"golang.org/x/sync/errgroup"
 )
-
-// MetadataFetch says how the executor resolves file footers.
-type MetadataFetch int
-
-const (
-	// MetadataDefault takes the mode from ZONALREAD_METADATA_FETCH
-	// ("inline" or "threaded"), else Threaded.
-	MetadataDefault MetadataFetch = iota
-	// Threaded resolves footers on a background goroutine: the scheduling
-	// loop never waits for them and plans from what it already has.
-	Threaded
-	// Inline fetches each footer on the scheduling loop before planning its
-	// tasks: simple, and blocking.
-	Inline
-)
-
-// String returns "threaded", "inline" or "default".
-func (m MetadataFetch) String() string {
-	switch m {
-	case Threaded:
-		return "threaded"
-	case Inline:
-		return "inline"
-	}
-	return "default"
-}
-
-// ReadOptions configure ReadParquet. A nil *ReadOptions means the defaults.
-type ReadOptions struct {
-	// Columns projects the read onto these columns: top-level names, or
-	// dotted paths for nested leaves (see Schema in the package doc); nil
-	// reads every column.
-	Columns []string
-	// TargetBlockBytes merges small row groups of a file into one task up
-	// to this many uncompressed bytes. Default 64 MiB.
-	TargetBlockBytes int64
-	// BatchRows caps the rows of one block. Default 65536.
-	BatchRows int64
-	// CoalesceGap joins column-chunk ranges closer than this into one
-	// ranged read. Default 1 MiB.
-	CoalesceGap int64
-	// Workers is how many read tasks run at once. Default 4.
-	Workers int
-	// MemoryBudget caps the bytes of blocks in flight (being read, queued,
-	// or held by operators) across the execution: a slow consumer stops new
-	// reads instead of growing memory. A task is always allowed when
-	// nothing is in flight, so a block larger than the budget still moves.
-	// Default 512 MiB.
-	MemoryBudget int64
-	// MetadataFetch picks Inline or Threaded footer resolution.
-	MetadataFetch MetadataFetch
-	// MaxErroredBlocks is how many failed read tasks and unreadable files
-	// (each one block) are counted and skipped before the execution (or
-	// ReadParquet, for files whose footer fails) fails; 0 fails on the
-	// first, negative never fails. A panic in user code always fails.
-	MaxErroredBlocks int
-	// PreserveOrder emits blocks in file, row-group, row order; otherwise
-	// tasks' blocks interleave as they finish (each task's in order).
-	PreserveOrder bool
-}
-
-func (o *ReadOptions) normalize() ReadOptions {
-	var r ReadOptions
-	if o != nil {
-		r = *o
-	}
-	if r.TargetBlockBytes <= 0 {
-		r.TargetBlockBytes = 64 << 20
-	}
-	if r.BatchRows <= 0 {
-		r.BatchRows = 65536
-	}
-	if r.CoalesceGap <= 0 {
-		r.CoalesceGap = 1 << 20
-	}
-	if r.Workers <= 0 {
-		r.Workers = 4
-	}
-	if r.MemoryBudget <= 0 {
-		r.MemoryBudget = 512 << 20
-	}
-	if r.MetadataFetch == MetadataDefault {
-		r.MetadataFetch = Threaded
-		if os.Getenv("ZONALREAD_METADATA_FETCH") == "inline" {
-			r.MetadataFetch = Inline
-		}
-	}
-	return r
-}
 
 // BlockMetadata describes a block.
 type BlockMetadata struct {
@@ -176,6 +99,12 @@ type Block struct {
 	Meta   BlockMetadata
 }
 
+// newBlock wraps rec (which the block then owns) with its metadata; source
+// names the file it was read from ("" when it is cut from several).
+func newBlock(rec arrow.RecordBatch, source string) Block {
+	return Block{Record: rec, Meta: BlockMetadata{NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema(), Source: source}}
+}
+
 // Dataset is a lazy plan: files to read and operators to apply. Methods
 // that add operators return a new Dataset; nothing runs until Iter.
 type Dataset struct {
@@ -189,28 +118,6 @@ type Dataset struct {
 	footers *footerCache // shared by the datasets derived from one ReadParquet
 }
 
-// footerCache keeps parsed footers by file name, so later executions (the
-// epochs of a split, a second Iter) open files without reading them again.
-type footerCache struct {
-	mu sync.Mutex
-	m  map[string]*metadata.FileMetaData
-}
-
-func (c *footerCache) get(name string) *metadata.FileMetaData {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[name]
-}
-
-func (c *footerCache) put(name string, md *metadata.FileMetaData) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[name] = md
-}
-
-// footerReaders is how many footers ReadParquet reads at once.
-const footerReaders = 8
-
 // ReadParquet is ReadParquetContext with context.Background().
 func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
 	return ReadParquetContext(context.Background(), fsys, pattern, opts)
@@ -218,8 +125,10 @@ func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error
 
 // ReadParquetContext plans a read of the files of fsys matching pattern
 // (path.Match syntax, as fs.Glob). It lists the files and reads every
-// footer (one ranged read of each file's tail, footerReaders at a time) to
-// compute the dataset's schema before any data is read; it fails with an
+// footer (one ranged read of each file's tail, a few files at a time) to
+// compute the dataset's schema before any data is read. It normalises opts
+// and, when opts.MetadataFetch is MetadataDefault, reads MetadataFetchEnv
+// (the only place the package reads the environment). It fails with an
 // error wrapping fs.ErrNotExist when nothing matches, ErrSchemaConflict
 // when files disagree (see the package doc), or the footer's error when
 // more files are unreadable than MaxErroredBlocks allows (unreadable files
@@ -239,57 +148,11 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
 	slices.Sort(regular)
-	d := &Dataset{fsys: fsys, files: regular, opts: opts.normalize(), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
+	d := &Dataset{fsys: fsys, files: regular, opts: opts.normalize(metadataFetchFromEnv()), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
 	if d.schema, err = d.unifiedSchema(ctx); err != nil {
 		return nil, err
 	}
 	return d, nil
-}
-
-// unifiedSchema reads every footer (caching them) and unifies the files'
-// projected schemas.
-func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
-	cols := make([]*fileColumns, len(d.files))
-	errs := make([]error, len(d.files))
-	var g errgroup.Group
-	g.SetLimit(footerReaders)
-	for i, name := range d.files {
-		g.Go(func() error {
-			src, err := openSource(d.fsys, name)
-			if err != nil {
-				errs[i] = fmt.Errorf("dataset: open %s: %w", name, err)
-				return nil
-			}
-			defer src.c.Close()
-			md, err := readFooter(ctx, src)
-			if err == nil {
-				d.footers.put(src.cacheKey(), md)
-				cols[i], err = projectFile(name, md, d.opts.Columns)
-			}
-			errs[i] = err
-			return nil
-		})
-	}
-	g.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dataset: reading footers: %w", err)
-	}
-	var good []*fileColumns
-	var names []string
-	failed := 0
-	for i, err := range errs {
-		if err != nil {
-			if failed++; d.opts.MaxErroredBlocks >= 0 && failed > d.opts.MaxErroredBlocks {
-				return nil, err
-			}
-			continue
-		}
-		good, names = append(good, cols[i]), append(names, d.files[i])
-	}
-	if len(good) == 0 {
-		return nil, errors.Join(errs...)
-	}
-	return unify(names, good, d.opts.Columns)
 }
 
 // Files returns the files the dataset reads, sorted.

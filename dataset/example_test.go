@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"gocloud.dev/blob"
 	"gocloud.dev/blob/memblob"
 
 	"github.com/zonalread/zonalread/dataset"
@@ -19,30 +20,8 @@ import (
 // 4 rows, two splits with equal row counts.
 func Example() {
 	ctx := context.Background()
-	bucket := memblob.OpenBucket(nil)
-	defer bucket.Close()
-	sc := arrow.NewSchema([]arrow.Field{{Name: "v", Type: arrow.PrimitiveTypes.Int64}}, nil)
-	for f := range 2 {
-		b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
-		for i := range 10 {
-			b.Field(0).(*array.Int64Builder).Append(int64(f*10 + i))
-		}
-		rec := b.NewRecordBatch()
-		tbl := array.NewTableFromRecords(sc, []arrow.RecordBatch{rec})
-		var buf bytes.Buffer
-		if err := pqarrow.WriteTable(tbl, &buf, 5, nil, pqarrow.DefaultWriterProps()); err != nil {
-			panic(err)
-		}
-		bucket.WriteAll(ctx, fmt.Sprintf("t/%d.parquet", f), buf.Bytes(), nil)
-		tbl.Release()
-		rec.Release()
-		b.Release()
-	}
-	fsys, err := gcsfs.New(ctx, bucket, nil)
-	if err != nil {
-		panic(err)
-	}
-	defer fsys.Close()
+	fsys, closeFS := intFiles(ctx, 2)
+	defer closeFS()
 
 	ds, err := dataset.ReadParquet(fsys, "t/*.parquet", &dataset.ReadOptions{PreserveOrder: true})
 	if err != nil {
@@ -124,4 +103,68 @@ func ExampleReadParquetContext() {
 	// name: utf8
 	// [1] [(null)]
 	// [2] ["two"]
+}
+
+// intFiles is a gcsfs.FS over an in-memory bucket holding files
+// t/0.parquet ... of 10 int64 values "v" each (0-9, 10-19, ...) in row
+// groups of 5; closeFS closes both.
+func intFiles(ctx context.Context, files int) (fsys *gcsfs.FS, closeFS func()) {
+	bucket := memblob.OpenBucket(nil)
+	for f := range files {
+		writeInts(ctx, bucket, fmt.Sprintf("t/%d.parquet", f), int64(f*10), 10, 5)
+	}
+	fsys, err := gcsfs.New(ctx, bucket, nil)
+	if err != nil {
+		panic(err)
+	}
+	return fsys, func() { fsys.Close(); bucket.Close() }
+}
+
+// writeInts writes a Parquet file of one int64 column "v" holding first,
+// first+1, ... (n values, rowGroup rows per row group) to bucket.
+func writeInts(ctx context.Context, bucket *blob.Bucket, name string, first, n, rowGroup int64) {
+	sc := arrow.NewSchema([]arrow.Field{{Name: "v", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+	defer b.Release()
+	for i := range n {
+		b.Field(0).(*array.Int64Builder).Append(first + i)
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	tbl := array.NewTableFromRecords(sc, []arrow.RecordBatch{rec})
+	defer tbl.Release()
+	var buf bytes.Buffer
+	if err := pqarrow.WriteTable(tbl, &buf, rowGroup, nil, pqarrow.DefaultWriterProps()); err != nil {
+		panic(err)
+	}
+	if err := bucket.WriteAll(ctx, name, buf.Bytes(), nil); err != nil {
+		panic(err)
+	}
+}
+
+// A Limit stops the reads as soon as it can be met: with one worker, the
+// first read task (one row group of 5 rows) covers a Limit of 3, so no
+// other task starts. Stats counts what the execution did.
+func ExampleIterator_Stats() {
+	ctx := context.Background()
+	fsys, closeFS := intFiles(ctx, 4)
+	defer closeFS()
+
+	ds, err := dataset.ReadParquet(fsys, "t/*.parquet", &dataset.ReadOptions{Workers: 1, TargetBlockBytes: 1, PreserveOrder: true})
+	if err != nil {
+		panic(err)
+	}
+	it := ds.Limit(3).Iter(ctx)
+	defer it.Close()
+	for it.Next() {
+		fmt.Println(it.Block().Record.Column(0))
+	}
+	if err := it.Err(); err != nil {
+		panic(err)
+	}
+	st := it.Stats()
+	fmt.Printf("read tasks: %d, rows read: %d, errored blocks: %d\n", st.Read.Tasks, st.Read.Rows, st.ErroredBlocks)
+	// Output:
+	// [0 1 2]
+	// read tasks: 1, rows read: 5, errored blocks: 0
 }

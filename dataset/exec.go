@@ -24,8 +24,30 @@ type ExecStats struct {
 	FootersPending  int64     // footers not yet resolved (at the time of the call)
 }
 
-// Iterator streams the blocks of one execution. It is not safe for
-// concurrent use; Close it when done.
+// BlockIterator is a stream of blocks: Dataset.Iter returns one (an
+// *Iterator, which adds Stats) and so does Split.Iter (one split's share of
+// one epoch). It is not safe for concurrent use.
+//
+// Next advances to the next block, releasing the previous one, and reports
+// whether there is one; it returns false once the stream ended or the
+// context it was started with ended. Block returns the current block, whose
+// record is valid until the next call to Next or Close (Retain it to keep
+// it longer). Err returns the error that ended the stream: nil only when it
+// reached its end, an error wrapping the context's when that ended first.
+// Close stops the stream early, releases what it holds and never blocks on
+// other consumers; it is idempotent.
+type BlockIterator interface {
+	Next() bool
+	Block() Block
+	Err() error
+	Close() error
+}
+
+var _ BlockIterator = (*Iterator)(nil)
+
+// Iterator streams the blocks of one execution: the BlockIterator of
+// Dataset.Iter, with the execution's Stats. It is not safe for concurrent
+// use; Close it when done.
 type Iterator struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -60,12 +82,11 @@ func (d *Dataset) Iter(ctx context.Context) *Iterator {
 	pre, limit, post := splitAtLimit(d.ops)
 	it := &Iterator{
 		ctx: ctx, cancel: cancel, d: d, s: &execState{},
-		out: make(chan Block), freed: make(chan int64, 64), done: make(chan struct{}),
+		out: make(chan Block), freed: make(chan int64, freedBuffer), done: make(chan struct{}),
 		post: post, postSeen: make([]int64, len(post)),
 	}
 	it.s.read.Name = "ReadParquet"
-	l := &loop{it: it, d: d, opts: d.opts, pre: pre, limit: limit}
-	go l.run()
+	go newLoop(it, pre, limit).run()
 	return it
 }
 
@@ -105,7 +126,7 @@ func (it *Iterator) Next() bool {
 			it.free(size)
 			continue
 		}
-		it.cur = Block{Record: rec, Meta: BlockMetadata{NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema(), Source: b.Meta.Source}}
+		it.cur = newBlock(rec, b.Meta.Source)
 		it.curSize = size
 		return true
 	}

@@ -177,15 +177,28 @@ func TestMetadataFetchThreadedVsInline(t *testing.T) {
 }
 
 func TestMetadataFetchFromEnv(t *testing.T) {
-	t.Setenv("ZONALREAD_METADATA_FETCH", "inline")
-	if m := (&ReadOptions{}).normalize().MetadataFetch; m != Inline {
+	fsys, _ := memFS(t, threeFiles(t))
+	mode := func(o *ReadOptions) MetadataFetch {
+		t.Helper()
+		ds, err := ReadParquet(fsys, "d/*.parquet", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds.opts.MetadataFetch
+	}
+	t.Setenv(MetadataFetchEnv, "inline")
+	if m := mode(&ReadOptions{}); m != Inline {
 		t.Fatalf("env inline: %s", m)
 	}
-	t.Setenv("ZONALREAD_METADATA_FETCH", "threaded")
-	if m := (&ReadOptions{}).normalize().MetadataFetch; m != Threaded {
+	t.Setenv(MetadataFetchEnv, "threaded")
+	if m := mode(&ReadOptions{}); m != Threaded {
 		t.Fatalf("env threaded: %s", m)
 	}
-	if m := (&ReadOptions{MetadataFetch: Inline}).normalize().MetadataFetch; m != Inline || !strings.Contains(m.String(), "inline") {
+	t.Setenv(MetadataFetchEnv, "inline")
+	if m := mode(&ReadOptions{MetadataFetch: Threaded}); m != Threaded || !strings.Contains(m.String(), "threaded") {
+		t.Fatalf("option overrides env: %s", m)
+	}
+	if m := (&ReadOptions{MetadataFetch: Inline}).normalize(Threaded).MetadataFetch; m != Inline || !strings.Contains(m.String(), "inline") {
 		t.Fatalf("option overrides env: %s", m)
 	}
 }

@@ -2,15 +2,8 @@ package dataset
 
 import (
 	"context"
-	"fmt"
 	"sync"
 )
-
-// footerLookahead is how many files the Threaded fetcher resolves ahead of
-// the tasks the loop has launched: enough to hide one footer read behind
-// the reads of the file before it, and few enough that a Limit met early
-// leaves the other footers unread.
-const footerLookahead = 2
 
 // footerResult is one file's resolved footer, or why it could not be
 // resolved.
@@ -33,30 +26,6 @@ type metadataFetcher interface {
 	// close stops background work, waits for it and closes the files of
 	// footers never delivered.
 	close()
-}
-
-// resolveFooter opens file i and resolves its footer (from the cache when
-// the file is unchanged).
-func (d *Dataset) resolveFooter(ctx context.Context, i int) footerResult {
-	name := d.files[i]
-	src, err := openSource(d.fsys, name)
-	if err != nil {
-		return footerResult{idx: i, err: fmt.Errorf("dataset: open %s: %w", name, err)}
-	}
-	md := d.footers.get(src.cacheKey())
-	if md == nil {
-		if md, err = readFooter(ctx, src); err != nil {
-			src.c.Close()
-			return footerResult{idx: i, err: err}
-		}
-		d.footers.put(src.cacheKey(), md)
-	}
-	f, err := resolve(src, md, d.opts.Columns, d.schema)
-	if err != nil {
-		src.c.Close()
-		return footerResult{idx: i, err: err}
-	}
-	return footerResult{idx: i, f: f}
 }
 
 // inlineFetcher resolves footers on the caller's goroutine.

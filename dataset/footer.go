@@ -1,5 +1,10 @@
 package dataset
 
+// This file holds everything about footers: opening a file, reading and
+// checking its footer (untrusted input; thrift.go bounds its Thrift walk),
+// caching parsed footers, reading all of them for the unified schema, and
+// resolving one file's projection for an execution.
+
 import (
 	"context"
 	"encoding/binary"
@@ -8,9 +13,12 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"golang.org/x/sync/errgroup"
 )
 
 // ErrCorrupt is wrapped by errors for files that are not valid Parquet.
@@ -20,10 +28,6 @@ var ErrCorrupt = errors.New("dataset: corrupt parquet file")
 // this package cannot read: encryption, a codec arrow-go lacks (LZ4, the
 // Hadoop framing), INT96 timestamps outside the nanosecond range.
 var ErrUnsupported = errors.New("dataset: unsupported parquet feature")
-
-// footerGuess is how much of a file's tail one read fetches: enough for the
-// footer of most files, so the footer costs one ranged read.
-const footerGuess = 64 << 10
 
 // readerAtContext is what gcsfs files offer beyond io.ReaderAt.
 type readerAtContext interface {
@@ -183,4 +187,137 @@ func parseFooter(b []byte) (md *metadata.FileMetaData, err error) {
 // reused for the same size and modification time.
 func (s *source) cacheKey() string {
 	return fmt.Sprintf("%s\x00%d\x00%d", s.name, s.size, s.mod.UnixNano())
+}
+
+// footerCache keeps parsed footers by file name, so later executions (the
+// epochs of a split, a second Iter) open files without reading them again.
+type footerCache struct {
+	mu sync.Mutex
+	m  map[string]*metadata.FileMetaData
+}
+
+func (c *footerCache) get(name string) *metadata.FileMetaData {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[name]
+}
+
+func (c *footerCache) put(name string, md *metadata.FileMetaData) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[name] = md
+}
+
+// unifiedSchema reads every footer (caching them) and unifies the files'
+// projected schemas.
+func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
+	cols := make([]*fileColumns, len(d.files))
+	errs := make([]error, len(d.files))
+	var g errgroup.Group
+	g.SetLimit(footerReaders)
+	for i, name := range d.files {
+		g.Go(func() error {
+			src, md, err := d.openFooter(ctx, i)
+			if err == nil {
+				src.c.Close()
+				cols[i], err = projectFile(name, md, d.opts.Columns)
+			}
+			errs[i] = err
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("dataset: reading footers: %w", err)
+	}
+	var good []*fileColumns
+	var names []string
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			if failed++; d.opts.MaxErroredBlocks >= 0 && failed > d.opts.MaxErroredBlocks {
+				return nil, err
+			}
+			continue
+		}
+		good, names = append(good, cols[i]), append(names, d.files[i])
+	}
+	if len(good) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	return unify(names, good, d.opts.Columns)
+}
+
+// openFooter opens file i and returns it with its footer: the cached one
+// when the file is unchanged, else one read and cached now. The file is
+// closed when the footer fails.
+func (d *Dataset) openFooter(ctx context.Context, i int) (*source, *metadata.FileMetaData, error) {
+	name := d.files[i]
+	src, err := openSource(d.fsys, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataset: open %s: %w", name, err)
+	}
+	md := d.footers.get(src.cacheKey())
+	if md == nil {
+		if md, err = readFooter(ctx, src); err != nil {
+			src.c.Close()
+			return nil, nil, err
+		}
+		d.footers.put(src.cacheKey(), md)
+	}
+	return src, md, nil
+}
+
+// resolveFooter opens file i and resolves its footer for an execution.
+func (d *Dataset) resolveFooter(ctx context.Context, i int) footerResult {
+	src, md, err := d.openFooter(ctx, i)
+	if err != nil {
+		return footerResult{idx: i, err: err}
+	}
+	f, err := resolve(src, md, d.opts.Columns, d.schema)
+	if err != nil {
+		src.c.Close()
+		return footerResult{idx: i, err: err}
+	}
+	return footerResult{idx: i, f: f}
+}
+
+// footer is a parsed file footer with its projection resolved.
+type footer struct {
+	src    *source
+	md     *metadata.FileMetaData
+	leaves []int         // projected leaf columns (empty: the file has none of them)
+	schema *arrow.Schema // the dataset's schema: every block is conformed to it
+}
+
+// resolve matches the projection against the file's schema and checks
+// that every column it has can be read as the dataset's schema says.
+func resolve(src *source, md *metadata.FileMetaData, columns []string, unified *arrow.Schema) (*footer, error) {
+	fc, err := projectFile(src.name, md, columns)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fc.fields {
+		want, ok := fieldByName(unified.Fields(), f.Name)
+		if ok && !readable(f.Type, want.Type) {
+			return nil, fmt.Errorf("%w: column %q is %s in %s but %s in the dataset's schema", ErrSchemaConflict, f.Name, f.Type, src.name, want.Type)
+		}
+	}
+	return &footer{src: src, md: md, leaves: fc.leaves, schema: unified}, nil
+}
+
+func (f *footer) leafColumns() []int { return f.leaves }
+
+// chunkRange is the byte range of a column chunk, checked against the file
+// size with overflow-safe arithmetic.
+func chunkRange(cc *metadata.ColumnChunkMetaData, size int64) (byteRange, error) {
+	start := cc.DataPageOffset()
+	if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 && cc.DictionaryPageOffset() < start {
+		start = cc.DictionaryPageOffset()
+	}
+	n := cc.TotalCompressedSize()
+	if start < 0 || n < 0 || start > size || n > size-start {
+		return byteRange{}, fmt.Errorf("column chunk at %d of %d bytes is outside the %d-byte file", start, n, size)
+	}
+	return byteRange{start, n}, nil
 }

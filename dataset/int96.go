@@ -29,7 +29,7 @@ func checkInt96(t *task, fr *fetched) (err error) {
 			err = fmt.Errorf("%w: %s: int96 reader panic: %v", ErrCorrupt, t.f.src.name, r)
 		}
 	}()
-	pr, err := file.NewParquetReader(fr, file.WithMetadata(t.f.md))
+	pr, err := file.NewParquetReader(fr.file(), file.WithMetadata(t.f.md))
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, t.f.src.name, err)
 	}

@@ -49,24 +49,35 @@ type taskResult struct {
 	st     readStats
 }
 
-func (l *loop) run() {
-	it := l.it
-	defer close(it.done)
-	l.readCtx, l.readCancel = context.WithCancel(it.ctx)
-	defer l.readCancel()
-	l.results = make(chan taskResult, l.opts.Workers)
-	l.done = map[int]taskResult{}
-	l.sources = make([]*source, len(l.d.files))
-	l.tasksLeft = make([]int, len(l.d.files))
-	it.s.pending.Store(int64(len(l.d.files)))
-	if l.opts.MetadataFetch == Inline {
-		l.fetcher = &inlineFetcher{ctx: l.readCtx, d: l.d}
-	} else {
-		l.fetcher = newThreadedFetcher(l.readCtx, l.d)
+// newLoop sets up the scheduling loop of the execution behind it; run
+// starts it.
+func newLoop(it *Iterator, pre []*operator, limit int64) *loop {
+	d := it.d
+	l := &loop{
+		it: it, d: d, opts: d.opts, pre: pre, limit: limit,
+		results:   make(chan taskResult, d.opts.Workers),
+		done:      map[int]taskResult{},
+		sources:   make([]*source, len(d.files)),
+		tasksLeft: make([]int, len(d.files)),
 	}
+	l.readCtx, l.readCancel = context.WithCancel(it.ctx)
+	if l.opts.MetadataFetch == Inline {
+		l.fetcher = &inlineFetcher{ctx: l.readCtx, d: d}
+	} else {
+		l.fetcher = newThreadedFetcher(l.readCtx, d)
+	}
+	it.s.pending.Store(int64(len(d.files)))
+	return l
+}
+
+// run is the loop: plan, launch, then wait for one event and handle it,
+// until everything is handed over or the execution fails.
+func (l *loop) run() {
+	defer close(l.it.done)
+	defer l.readCancel()
 	defer l.shutdown()
 	for {
-		it.s.iterations.Add(1)
+		l.it.s.iterations.Add(1)
 		if l.failed != nil {
 			return
 		}
@@ -83,7 +94,8 @@ func (l *loop) run() {
 	}
 }
 
-// wait handles one event; false when the execution's context ended.
+// wait waits for one event and hands it to its handler; false when the
+// execution's context ended.
 func (l *loop) wait() bool {
 	var out chan Block
 	var head Block
@@ -94,20 +106,26 @@ func (l *loop) wait() bool {
 	case r := <-l.fetcher.results():
 		l.addFooter(r)
 	case r := <-l.results:
-		l.running--
-		l.tasksLeft[r.file]--
-		l.closeIfDone(r.file)
 		l.taskDone(r)
 	case out <- head:
-		l.queue = l.queue[1:]
+		l.handedOver()
 	case n := <-l.it.freed:
-		l.inFlight -= n
+		l.consumed(n)
 	case <-l.it.ctx.Done():
-		l.failed = l.it.ctx.Err()
+		l.cancelled()
 		return false
 	}
 	return true
 }
+
+// handedOver: the consumer took the head of the queue.
+func (l *loop) handedOver() { l.queue = l.queue[1:] }
+
+// consumed: the consumer released a block of n bytes.
+func (l *loop) consumed(n int64) { l.inFlight -= n }
+
+// cancelled: the execution's context ended; the loop stops with its error.
+func (l *loop) cancelled() { l.failed = l.it.ctx.Err() }
 
 // shutdown cancels what runs, drains and releases everything held, and
 // hands the outcome to the iterator.
@@ -189,7 +207,7 @@ func (l *loop) finished() bool {
 	return (limitDone || allRead) && l.running == 0 && len(l.queue) == 0
 }
 
-// addFooter plans the tasks of a resolved file. A file that cannot be
+// addFooter: a file's footer is resolved; it plans the file's tasks. A file that cannot be
 // read counts as one errored block (MaxErroredBlocks); its rows are
 // skipped.
 func (l *loop) addFooter(r footerResult) {
@@ -278,9 +296,7 @@ func (l *loop) work(idx int, t *task) {
 			}
 			rec = out
 		}
-		blocks = append(blocks, Block{Record: rec, Meta: BlockMetadata{
-			NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema(), Source: t.f.src.name,
-		}})
+		blocks = append(blocks, newBlock(rec, t.f.src.name))
 		return nil
 	})
 	if err != nil {
@@ -302,9 +318,13 @@ func (l *loop) work(idx int, t *task) {
 	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, err: err, st: st}
 }
 
-// taskDone accounts a finished task and queues its blocks (in task order
-// when PreserveOrder is set).
+// taskDone: a read task finished. It frees its worker, closes its file if
+// it was the last, accounts it and queues its blocks (in task order when
+// PreserveOrder is set).
 func (l *loop) taskDone(r taskResult) {
+	l.running--
+	l.tasksLeft[r.file]--
+	l.closeIfDone(r.file)
 	l.inFlight -= r.est
 	if r.err != nil {
 		var pe *PanicError

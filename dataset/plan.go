@@ -14,36 +14,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/util"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"golang.org/x/sync/errgroup"
 )
-
-// footer is a parsed file footer with its projection resolved.
-type footer struct {
-	src    *source
-	md     *metadata.FileMetaData
-	leaves []int         // projected leaf columns (empty: the file has none of them)
-	schema *arrow.Schema // the dataset's schema: every block is conformed to it
-}
-
-// resolve matches the projection against the file's schema and checks
-// that every column it has can be read as the dataset's schema says.
-func resolve(src *source, md *metadata.FileMetaData, columns []string, unified *arrow.Schema) (*footer, error) {
-	fc, err := projectFile(src.name, md, columns)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range fc.fields {
-		want, ok := fieldByName(unified.Fields(), f.Name)
-		if ok && !readable(f.Type, want.Type) {
-			return nil, fmt.Errorf("%w: column %q is %s in %s but %s in the dataset's schema", ErrSchemaConflict, f.Name, f.Type, src.name, want.Type)
-		}
-	}
-	return &footer{src: src, md: md, leaves: fc.leaves, schema: unified}, nil
-}
-
-func (f *footer) leafColumns() []int { return f.leaves }
 
 // task is one unit of reading: some row groups of one file.
 type task struct {
@@ -105,20 +78,6 @@ func (t *task) chunkRanges(gap int64) ([]byteRange, error) {
 	return coalesce(rs, gap), nil
 }
 
-// chunkRange is the byte range of a column chunk, checked against the file
-// size with overflow-safe arithmetic.
-func chunkRange(cc *metadata.ColumnChunkMetaData, size int64) (byteRange, error) {
-	start := cc.DataPageOffset()
-	if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 && cc.DictionaryPageOffset() < start {
-		start = cc.DictionaryPageOffset()
-	}
-	n := cc.TotalCompressedSize()
-	if start < 0 || n < 0 || start > size || n > size-start {
-		return byteRange{}, fmt.Errorf("column chunk at %d of %d bytes is outside the %d-byte file", start, n, size)
-	}
-	return byteRange{start, n}, nil
-}
-
 func coalesce(rs []byteRange, gap int64) []byteRange {
 	slices.SortFunc(rs, func(a, b byteRange) int { return int(a.off - b.off) })
 	var out []byteRange
@@ -140,7 +99,6 @@ type fetched struct {
 	ctx       context.Context
 	ranges    []byteRange
 	data      [][]byte
-	pos       int64
 	mu        sync.Mutex
 	fallbacks int
 }
@@ -160,23 +118,8 @@ func (f *fetched) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-func (f *fetched) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case 0:
-		f.pos = off
-	case 1:
-		f.pos += off
-	case 2:
-		f.pos = f.src.size + off
-	}
-	return f.pos, nil
-}
-
-func (f *fetched) Read(p []byte) (int, error) {
-	n, err := f.ReadAt(p, f.pos)
-	f.pos += int64(n)
-	return n, err
-}
+// file is the fetched bytes as the seekable file arrow-go reads.
+func (f *fetched) file() *io.SectionReader { return io.NewSectionReader(f, 0, f.src.size) }
 
 // readStats counts what reading a task did.
 type readStats struct {
@@ -194,7 +137,7 @@ func readTask(ctx context.Context, t *task, gap, batchRows int64, mem memory.All
 	}
 	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(rangeFetchers)
 	var st readStats
 	for i, r := range ranges {
 		st.ranges++
@@ -273,7 +216,7 @@ func openRecords(ctx context.Context, t *task, fr *fetched, batchRows int64, mem
 			rr, err = nil, fmt.Errorf("reader panic: %v", r)
 		}
 	}()
-	pr, err := file.NewParquetReader(fr, file.WithMetadata(t.f.md))
+	pr, err := file.NewParquetReader(fr.file(), file.WithMetadata(t.f.md))
 	if err != nil {
 		return nil, err
 	}

@@ -19,34 +19,9 @@ type Split struct {
 	epoch int
 }
 
-// DefaultAbandonTimeout is SplitOptions.AbandonTimeout's default.
-const DefaultAbandonTimeout = 10 * time.Minute
-
 // ErrSplitAbandoned is wrapped by the error the other splits get when one
 // split stops pulling (without Close) for longer than AbandonTimeout.
 var ErrSplitAbandoned = errors.New("dataset: a split was abandoned")
-
-// SplitOptions configure StreamingSplitWith. A nil *SplitOptions means the
-// defaults.
-type SplitOptions struct {
-	// AbandonTimeout is how long the coordinator waits for a split that
-	// does not take its next block (equal mode) or does not finish an
-	// epoch the others have finished, before failing the others with
-	// ErrSplitAbandoned instead of hanging them. Default
-	// DefaultAbandonTimeout.
-	AbandonTimeout time.Duration
-}
-
-func (o *SplitOptions) normalize() SplitOptions {
-	var r SplitOptions
-	if o != nil {
-		r = *o
-	}
-	if r.AbandonTimeout <= 0 {
-		r.AbandonTimeout = DefaultAbandonTimeout
-	}
-	return r
-}
 
 // coordinator owns the executions (one per epoch) behind a set of splits.
 type coordinator struct {
@@ -96,7 +71,7 @@ func (d *Dataset) StreamingSplitWith(n int, equal bool, opts *SplitOptions) []*S
 		panic("dataset: StreamingSplit with n <= 0")
 	}
 	o := opts.normalize()
-	c := &coordinator{d: d, n: n, equal: equal, chunk: 1024, abandon: o.AbandonTimeout, changed: make(chan struct{})}
+	c := &coordinator{d: d, n: n, equal: equal, chunk: splitChunkRows, abandon: o.AbandonTimeout, changed: make(chan struct{})}
 	splits := make([]*Split, n)
 	for i := range splits {
 		splits[i] = &Split{c: c, i: i}
@@ -114,13 +89,13 @@ func (s *Split) Schema(ctx context.Context) (*arrow.Schema, error) { return s.c.
 // asks for it; a split asking for the next epoch waits until every split
 // has finished or closed the current one (or AbandonTimeout passes: then
 // ErrSplitAbandoned). A failed Iter does not advance the split's epoch.
-func (s *Split) Iter(ctx context.Context) (*SplitIterator, error) {
+func (s *Split) Iter(ctx context.Context) (BlockIterator, error) {
 	run, err := s.c.join(ctx, s.epoch+1)
 	if err != nil {
 		return nil, err
 	}
 	s.epoch++
-	return &SplitIterator{ctx: ctx, run: run, i: s.i, c: s.c}, nil
+	return &splitIterator{ctx: ctx, run: run, i: s.i, c: s.c}, nil
 }
 
 // Batches is Iter re-sliced into batches (see Dataset.Batches).
@@ -242,43 +217,26 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 		}
 		return
 	}
-	var carry []arrow.RecordBatch
-	var rows int64
-	defer func() {
-		for _, r := range carry {
-			r.Release()
-		}
-	}()
+	var carry rowCarry
+	defer carry.release()
 	// round hands each split per rows, cut from the front of carry.
 	round := func(per int64) bool {
-		all, err := concat(carry)
+		head, err := carry.cut(int64(c.n)*per, nil)
 		if err != nil {
 			run.err = err
 			return false
 		}
-		for _, r := range carry {
-			r.Release()
-		}
-		carry, rows = nil, 0
+		defer head.Release()
 		for i := range c.n {
-			piece := all.NewSlice(int64(i)*per, int64(i+1)*per)
-			if !c.give(ctx, run, i, piece) {
-				all.Release()
+			if !c.give(ctx, run, i, head.NewSlice(int64(i)*per, int64(i+1)*per)) {
 				return false
 			}
 		}
-		if left := all.NumRows() - int64(c.n)*per; left > 0 {
-			carry, rows = []arrow.RecordBatch{all.NewSlice(int64(c.n)*per, all.NumRows())}, left
-		}
-		all.Release()
 		return true
 	}
 	for it.Next() {
-		rec := it.Block().Record
-		rec.Retain()
-		carry = append(carry, rec)
-		rows += rec.NumRows()
-		for rows >= int64(c.n)*c.chunk {
+		carry.add(it.Block().Record)
+		for carry.rows >= int64(c.n)*c.chunk {
 			if !round(c.chunk) {
 				return
 			}
@@ -287,7 +245,7 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 	if it.Err() != nil {
 		return
 	}
-	if per := rows / int64(c.n); per > 0 {
+	if per := carry.rows / int64(c.n); per > 0 {
 		round(per) // the remainder, fewer than n rows, is dropped
 	}
 }
@@ -295,7 +253,7 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 // give sends a piece to split i, unless the split has finished (then the
 // piece is dropped: a closed split never blocks the others).
 func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.RecordBatch) bool {
-	b := Block{Record: rec, Meta: BlockMetadata{NumRows: rec.NumRows(), SizeBytes: recordSize(rec), Schema: rec.Schema()}}
+	b := newBlock(rec, "")
 	select {
 	case <-run.closed[i]:
 		rec.Release()
@@ -320,8 +278,8 @@ func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.
 	}
 }
 
-// SplitIterator streams one split's blocks of one epoch.
-type SplitIterator struct {
+// splitIterator is the BlockIterator of one split's blocks of one epoch.
+type splitIterator struct {
 	ctx   context.Context
 	c     *coordinator
 	run   *epochRun
@@ -331,7 +289,7 @@ type SplitIterator struct {
 	ended bool
 }
 
-func (s *SplitIterator) queue() chan Block {
+func (s *splitIterator) queue() chan Block {
 	if s.run.shared != nil {
 		return s.run.shared
 	}
@@ -339,7 +297,7 @@ func (s *SplitIterator) queue() chan Block {
 }
 
 // Next advances to the next block, releasing the previous one.
-func (s *SplitIterator) Next() bool {
+func (s *splitIterator) Next() bool {
 	if s.cur.Record != nil {
 		s.cur.Record.Release()
 		s.cur = Block{}
@@ -371,14 +329,14 @@ func (s *SplitIterator) Next() bool {
 }
 
 // Block returns the current block (valid until the next Next or Close).
-func (s *SplitIterator) Block() Block { return s.cur }
+func (s *splitIterator) Block() Block { return s.cur }
 
 // Err returns the error that ended the epoch, if any.
-func (s *SplitIterator) Err() error { return s.err }
+func (s *splitIterator) Err() error { return s.err }
 
 // Close ends this split's epoch early: it receives nothing more and never
 // holds up the other splits. Idempotent.
-func (s *SplitIterator) Close() error {
+func (s *splitIterator) Close() error {
 	if s.cur.Record != nil {
 		s.cur.Record.Release()
 		s.cur = Block{}

@@ -70,7 +70,7 @@ func showParquet(ctx context.Context, cache *fsCache, u objectURL, rows int64, w
 	if err := tw.Flush(); err != nil || rows == 0 {
 		return err
 	}
-	ds, err := dataset.ReadParquetContext(ctx, fsys, u.name, &dataset.ReadOptions{PreserveOrder: true, BatchRows: min(rows, 65536)})
+	ds, err := dataset.ReadParquetContext(ctx, fsys, u.name, &dataset.ReadOptions{PreserveOrder: true, BatchRows: min(rows, dataset.DefaultBatchRows)})
 	if err != nil {
 		return objErr(u.String(), err)
 	}
