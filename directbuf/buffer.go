@@ -2,11 +2,10 @@
 // fetches write in place, and a Pool that recycles them under a byte budget.
 //
 // A Buffer is one []byte allocated once at its final size. Fetches of
-// disjoint ranges write straight into it (WriteAt, or a Section writer handed
-// to a downloader and committed when the range completes), readers wait for
-// exactly the bytes they need (Wait), and
-// the assembled object is the buffer itself (Bytes): no second copy, no
-// per-chunk allocation, no append growth.
+// disjoint ranges write straight into it (WriteAt, or a fetch that fills a
+// range of Bytes in place and then calls Commit), readers wait for exactly
+// the bytes they need (Wait), and the assembled object is the buffer itself
+// (Bytes): no second copy, no per-chunk allocation, no append growth.
 //
 //	object:  [0 ............................................. size)
 //	fetch 1: [0 ....... a)            written in place by goroutine 1
@@ -29,9 +28,9 @@ import (
 	"github.com/zonalread/zonalread/internal/byterange"
 )
 
-// ErrOverflow is returned by a Section's Write when a source sends more bytes
+// errOverflow is returned by a section's Write when a source sends more bytes
 // than the section has room for.
-var ErrOverflow = errors.New("directbuf: write past the end of the section")
+var errOverflow = errors.New("directbuf: write past the end of the section")
 
 // Buffer is a fixed-size byte slice that concurrent writers fill in disjoint
 // ranges. The zero value is not usable; get one from New or Pool.Get.
@@ -176,34 +175,36 @@ func (b *Buffer) Wait(ctx context.Context, off, n int64) error {
 	}
 }
 
-// Section returns an io.Writer that fills [off, off+n) of the buffer in
+// section returns an io.Writer that fills [off, off+n) of the buffer in
 // order. Its writes are plain memmoves with no lock, safe to hand to a
 // downloader's event loop; the bytes become visible to Wait and Written only
 // when Commit is called, so a caller commits once the source has vouched for
 // them (the range completed, checksums passed) and a reader never sees bytes
 // that a failed range left behind. A Write past the section's end copies what
-// fits and returns ErrOverflow. It panics if the range lies outside the
+// fits and returns errOverflow. It panics if the range lies outside the
 // buffer.
-func (b *Buffer) Section(off, n int64) *Section {
+func (b *Buffer) section(off, n int64) *section {
 	b.checkRange(off, n)
-	return &Section{b: b, start: off, off: off, end: off + n}
+	return &section{b: b, start: off, off: off, end: off + n}
 }
 
-// Section is a sequential writer over a range of a Buffer.
+// section is a sequential writer over a range of a Buffer, for a source
+// that writes through an io.Writer (a downloader's event loop). No caller
+// outside the tests needs one yet: prefetch fills Bytes and commits.
 // It is not safe for concurrent use.
-type Section struct {
+type section struct {
 	b               *Buffer
 	start, off, end int64
 }
 
-var _ io.Writer = (*Section)(nil)
+var _ io.Writer = (*section)(nil)
 
 // Write implements io.Writer.
-func (s *Section) Write(p []byte) (int, error) {
+func (s *section) Write(p []byte) (int, error) {
 	room := s.end - s.off
 	var err error
 	if int64(len(p)) > room {
-		p, err = p[:room], ErrOverflow
+		p, err = p[:room], errOverflow
 	}
 	n := copy(s.b.data[s.off:], p)
 	s.off += int64(n)
@@ -212,13 +213,13 @@ func (s *Section) Write(p []byte) (int, error) {
 
 // Commit marks every byte written through the section so far as written in
 // the buffer, waking waiters.
-func (s *Section) Commit() { s.b.markWritten(s.start, s.off) }
+func (s *section) Commit() { s.b.markWritten(s.start, s.off) }
 
 // Written returns how many bytes have been written through the section.
-func (s *Section) Written() int64 { return s.off - s.start }
+func (s *section) Written() int64 { return s.off - s.start }
 
 // Remaining returns how many bytes the section still expects.
-func (s *Section) Remaining() int64 { return s.end - s.off }
+func (s *section) Remaining() int64 { return s.end - s.off }
 
 // Release returns a pooled buffer to its Pool; for an unpooled buffer it only
 // marks it released. The buffer must not be used afterwards. Release panics

@@ -31,7 +31,7 @@ func TestConcurrentSectionsAssembleSource(t *testing.T) {
 	for off := 0; off < len(src); off += part {
 		end := min(off+part, len(src))
 		wg.Go(func() {
-			w := b.Section(int64(off), int64(end-off))
+			w := b.section(int64(off), int64(end-off))
 			// Write in uneven pieces, as a downloader would.
 			for p := src[off:end]; len(p) > 0; {
 				n := min(len(p), 4093)
@@ -58,7 +58,7 @@ func TestConcurrentSectionsAssembleSource(t *testing.T) {
 
 func TestWaitReturnsOnlyNeededBytes(t *testing.T) {
 	b := New(100)
-	w := b.Section(0, 100)
+	w := b.section(0, 100)
 	if _, err := w.Write(make([]byte, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +112,10 @@ func TestWaitWakesOnWrite(t *testing.T) {
 
 func TestSectionOverflow(t *testing.T) {
 	b := New(10)
-	w := b.Section(2, 4)
+	w := b.section(2, 4)
 	n, err := w.Write([]byte("abcdef"))
-	if n != 4 || !errors.Is(err, ErrOverflow) {
-		t.Fatalf("Write = %d, %v; want 4, ErrOverflow", n, err)
+	if n != 4 || !errors.Is(err, errOverflow) {
+		t.Fatalf("Write = %d, %v; want 4, errOverflow", n, err)
 	}
 	if got := string(b.Bytes()[2:6]); got != "abcd" {
 		t.Fatalf("got %q", got)
@@ -135,7 +135,7 @@ func mustPanic(t *testing.T, name string, f func()) {
 func TestMisusePanics(t *testing.T) {
 	mustPanic(t, "WriteAt past end", func() { New(4).WriteAt(make([]byte, 5), 0) })
 	mustPanic(t, "negative offset", func() { New(4).WriteAt(nil, -1) })
-	mustPanic(t, "Section past end", func() { New(4).Section(2, 3) })
+	mustPanic(t, "Section past end", func() { New(4).section(2, 3) })
 	mustPanic(t, "negative size", func() { New(-1) })
 	mustPanic(t, "Fail nil", func() { New(4).Fail(0, 1, nil) })
 	mustPanic(t, "double release", func() {
@@ -175,7 +175,7 @@ func TestAssemblyAllocatesOnlyTheBuffer(t *testing.T) {
 	allocs := testing.AllocsPerRun(20, func() {
 		b := New(len(src))
 		for off := 0; off < len(src); off += 1 << 17 {
-			w := b.Section(int64(off), 1<<17)
+			w := b.section(int64(off), 1<<17)
 			for p := src[off : off+1<<17]; len(p) > 0; p = p[32<<10:] {
 				w.Write(p[:32<<10])
 			}

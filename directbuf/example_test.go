@@ -19,9 +19,9 @@ func Example() {
 
 	var wg sync.WaitGroup
 	fetch := func(off int64, s string) {
-		w := buf.Section(off, int64(len(s)))
-		fmt.Fprint(w, s) // a downloader writing in place
-		w.Commit()       // the range completed: make it visible
+		// A downloader writing in place, then making its range visible.
+		copy(buf.Bytes()[off:], s)
+		buf.Commit(off, int64(len(s)))
 	}
 	wg.Go(func() { fetch(0, "hello ") })
 	wg.Go(func() { fetch(6, "world") })

@@ -24,7 +24,7 @@ func FuzzBufferRanges(f *testing.F) {
 			"Written": func(b *Buffer) { b.Written(off, n) },
 			"Commit":  func(b *Buffer) { b.Commit(off, n) },
 			"Fail":    func(b *Buffer) { b.Fail(off, n, context.Canceled) },
-			"Section": func(b *Buffer) { b.Section(off, n) },
+			"section": func(b *Buffer) { b.section(off, n) },
 			"Wait": func(b *Buffer) {
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel()
@@ -50,9 +50,9 @@ func FuzzBufferRanges(f *testing.F) {
 		if !b.Written(off, n) || (n > 0 && off > 0 && b.Written(0, off+1)) {
 			t.Fatalf("Commit(%d, %d) marked the wrong bytes", off, n)
 		}
-		s := b.Section(off, n)
+		s := b.section(off, n)
 		if s.Remaining() != n {
-			t.Fatalf("Section(%d, %d).Remaining() = %d", off, n, s.Remaining())
+			t.Fatalf("section(%d, %d).Remaining() = %d", off, n, s.Remaining())
 		}
 	})
 }

@@ -133,7 +133,7 @@ func BenchmarkAssemble64MiB(b *testing.B) {
 		part := len(src) / 8
 		for off := 0; off < len(src); off += part {
 			wg.Go(func() {
-				w := buf.Section(int64(off), int64(part))
+				w := buf.section(int64(off), int64(part))
 				for q := src[off : off+part]; len(q) > 0; q = q[1<<20:] {
 					w.Write(q[:1<<20])
 				}

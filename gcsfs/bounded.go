@@ -12,11 +12,6 @@ import (
 	"github.com/zonalread/zonalread/mrdpool"
 )
 
-// ErrStalled is wrapped by errors for a read, open, stat or listing that
-// made no progress for Options.StallTimeout: a server that died, hangs or
-// cannot be reached.
-var ErrStalled = mrdpool.ErrStalled
-
 // errNotDir is ReadDir's error for an object, which is not a directory.
 var errNotDir = errors.New("not a directory")
 
@@ -41,7 +36,7 @@ func (f *FS) boundErr(ctx context.Context, err error, what string) error {
 	if f.ctx.Err() != nil {
 		return fmt.Errorf("gcsfs: %s: %w", what, fs.ErrClosed)
 	}
-	return mrdpool.WrapStalled(ctx, err, what)
+	return own(mrdpool.WrapStalled(ctx, err, what))
 }
 
 // statBlob is mrdpool.StatBlob bounded by the stall timeout and FS.Close.

@@ -56,12 +56,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/zonalread/zonalread/directbuf"
-	"github.com/zonalread/zonalread/mrdpool"
 )
-
-// ErrObjectChanged is wrapped by errors for reads of an object that was
-// overwritten or deleted after its File was opened.
-var ErrObjectChanged = mrdpool.ErrObjectChanged
 
 // FS is a read-only filesystem over a bucket. It implements fs.FS,
 // fs.StatFS, fs.ReadDirFS, fs.ReadFileFS and fs.GlobFS, and is safe for
@@ -265,7 +260,11 @@ func (f *FS) isClosed() bool {
 	return f.closed
 }
 
-func pathErr(op, name string, err error) error { return &fs.PathError{Op: op, Path: name, Err: err} }
+// pathErr is the error of an operation on name. Lower packages' sentinels
+// in err's chain get gcsfs's (own).
+func pathErr(op, name string, err error) error {
+	return &fs.PathError{Op: op, Path: name, Err: own(err)}
+}
 
 // Stats are the read counters of a file or, summed, of an FS.
 type Stats struct {

@@ -10,6 +10,7 @@ import (
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
 	"github.com/zonalread/zonalread/internal/testserver"
+	"github.com/zonalread/zonalread/mrdpool"
 )
 
 // A gs:// FS that Open builds reads through mrdpool.CheckingTransport: a
@@ -59,8 +60,14 @@ func TestOpenChecksHTTPResponses(t *testing.T) {
 
 	srv.HTTP.ClearFaults()
 	srv.HTTP.AddFault(testserver.Fault{Kind: testserver.FaultWrongGeneration})
-	if _, err := file.ReadAt(buf, 5000); !errors.Is(err, gcsfs.ErrObjectChanged) {
+	_, err = file.ReadAt(buf, 5000)
+	if !errors.Is(err, gcsfs.ErrObjectChanged) {
 		t.Fatalf("ReadAt answered with another generation = %v, want ErrObjectChanged", err)
+	}
+	// gcsfs owns the error: its message names gcsfs, and the lower
+	// package's sentinel still matches.
+	if !errors.Is(err, mrdpool.ErrObjectChanged) || !strings.Contains(err.Error(), "gcsfs: object changed") || strings.Contains(err.Error(), "mrdpool: object changed") {
+		t.Fatalf("ReadAt answered with another generation = %v, want gcsfs's message wrapping mrdpool.ErrObjectChanged too", err)
 	}
 	if _, err := f.ReadFile("obj"); !errors.Is(err, gcsfs.ErrObjectChanged) {
 		t.Fatalf("ReadFile answered with another generation = %v, want ErrObjectChanged", err)

@@ -9,10 +9,35 @@ import (
 
 	"github.com/zonalread/zonalread/directbuf"
 	"github.com/zonalread/zonalread/mrdpool"
+	"github.com/zonalread/zonalread/prefetch"
 )
 
-// DefaultStallTimeout is the default Options.StallTimeout.
-const DefaultStallTimeout = mrdpool.DefaultStallTimeout
+// The defaults of Options, applied by its normalize method. Those that
+// gcsfs only passes down are the lower packages' own constants, so each
+// value lives in one place.
+const (
+	// DefaultPoolSize is the default Options.PoolSize. It is
+	// DefaultConcurrency, not mrdpool.DefaultPoolSize: a read is split into
+	// Concurrency parts, and on the range-reader backend (any bucket that
+	// is not zonal) a downloader carries one part at a time, so fewer
+	// downloaders than parts would make parts wait for each other.
+	DefaultPoolSize = DefaultConcurrency
+	// DefaultConcurrency is the default Options.Concurrency.
+	DefaultConcurrency = prefetch.DefaultConcurrency
+	// DefaultBlockSize is the default Options.BlockSize.
+	DefaultBlockSize = prefetch.DefaultBlockSize
+	// DefaultMaxPrefetch is the default Options.MaxPrefetch.
+	DefaultMaxPrefetch = prefetch.DefaultMaxPrefetch
+	// DefaultMinPartSize is the default Options.MinPartSize.
+	DefaultMinPartSize = prefetch.DefaultMinPartSize
+	// DefaultPrefetchBudget is the default Options.PrefetchBudget (raised
+	// to 2*MaxPrefetch when that is larger).
+	DefaultPrefetchBudget = 256 << 20
+	// DefaultRetries is the default Options.Retries.
+	DefaultRetries = mrdpool.DefaultRetries
+	// DefaultStallTimeout is the default Options.StallTimeout.
+	DefaultStallTimeout = mrdpool.DefaultStallTimeout
+)
 
 // Zonal says whether a bucket is read through gRPC multi-range downloaders.
 type Zonal int
@@ -69,24 +94,28 @@ type Options struct {
 	ClientOptions []option.ClientOption
 
 	// PoolSize is how many downloaders (streams, connections) one open
-	// file may use at once. Default 8.
+	// file may use at once. Default DefaultPoolSize (8).
 	PoolSize int
 	// Concurrency is how many ranges one logical read (a prefetch window,
-	// ReadFile, WriteTo) is split into. Default 8.
+	// ReadFile, WriteTo) is split into. Default DefaultConcurrency (8).
 	Concurrency int
-	// BlockSize is the smallest prefetch window. Default 1 MiB.
+	// BlockSize is the smallest prefetch window. Default DefaultBlockSize
+	// (1 MiB).
 	BlockSize int64
-	// MaxPrefetch is the largest prefetch window. Default 64 MiB.
+	// MaxPrefetch is the largest prefetch window. Default
+	// DefaultMaxPrefetch (64 MiB); never under BlockSize.
 	MaxPrefetch int64
-	// MinPartSize is the smallest range a read is split into. Default 1 MiB.
+	// MinPartSize is the smallest range a read is split into. Default
+	// DefaultMinPartSize (1 MiB).
 	MinPartSize int64
 	// PrefetchBudget caps the bytes of prefetched data held by all files of
-	// the FS together. Default 256 MiB (at least 2*MaxPrefetch).
+	// the FS together. Default DefaultPrefetchBudget (256 MiB), at least
+	// 2*MaxPrefetch.
 	PrefetchBudget int64
 	// DisablePrefetch makes every read fetch exactly its bytes.
 	DisablePrefetch bool
-	// Retries is how many times a failed range is resumed. Default 3;
-	// negative means none.
+	// Retries is how many times a failed range is resumed. Default
+	// DefaultRetries (3); negative means none.
 	Retries int
 	// StallTimeout bounds every wait on the server. A range that receives
 	// no byte for this long fails with an error wrapping ErrStalled and its
@@ -110,23 +139,26 @@ func (o *Options) normalize() Options {
 		r = *o
 	}
 	if r.PoolSize <= 0 {
-		r.PoolSize = 8
+		r.PoolSize = DefaultPoolSize
 	}
 	if r.Concurrency <= 0 {
-		r.Concurrency = 8
+		r.Concurrency = DefaultConcurrency
 	}
 	if r.BlockSize <= 0 {
-		r.BlockSize = 1 << 20
+		r.BlockSize = DefaultBlockSize
 	}
 	if r.MaxPrefetch <= 0 {
-		r.MaxPrefetch = 64 << 20
+		r.MaxPrefetch = DefaultMaxPrefetch
 	}
 	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
 	if r.MinPartSize <= 0 {
-		r.MinPartSize = 1 << 20
+		r.MinPartSize = DefaultMinPartSize
 	}
 	if r.PrefetchBudget <= 0 {
-		r.PrefetchBudget = max(256<<20, 2*r.MaxPrefetch)
+		r.PrefetchBudget = max(DefaultPrefetchBudget, 2*r.MaxPrefetch)
+	}
+	if r.Retries == 0 {
+		r.Retries = DefaultRetries
 	}
 	if r.StallTimeout == 0 {
 		r.StallTimeout = DefaultStallTimeout

@@ -16,14 +16,15 @@
 //     hold open at once for the object.
 //   - Concurrency is how many ranges one logical read (a prefetch window, a
 //     whole-object ReadFile) is split into by the caller. It is not a pool
-//     setting; Split does the arithmetic.
+//     setting: the caller (the prefetch engine) splits the read and calls
+//     ReadAt once per part, concurrently.
 //
 // With PoolSize 2 and a read split at Concurrency 4 on an MRD backend:
 //
 //	logical read [0 ............................................ 64 MiB)
 //	   split:    [ part 0 ][ part 1 ][ part 2 ][ part 3 ]
 //	                 |         |         |         |
-//	   Acquire:   open D1   open D2   share D1  share D2   (round-robin)
+//	   ReadAt:    open D1   open D2   share D1  share D2   (round-robin)
 //	                 v         v         v         v
 //	             +--------- D1 ---------+ +-------- D2 ---------+
 //	             | stream: part0, part2 | | stream: part1, part3 |
@@ -34,7 +35,7 @@
 //
 // # Contracts
 //
-//   - Lazy: New does no I/O; the first Acquire (or Read) opens the first
+//   - Lazy: New does no I/O; the first ReadAt (or Info) opens the first
 //     downloader, under the pool's lock, so two concurrent first callers
 //     open exactly one.
 //   - The pool grows on demand up to PoolSize; a full pool shares busy
@@ -53,7 +54,7 @@
 //     added: one out-of-range Add breaks a real MRD for every range in
 //     flight on it.
 //   - Close is idempotent, closes every downloader and returns their errors
-//     joined; Acquire and Read after Close fail with an error wrapping
+//     joined; Info and ReadAt after Close fail with an error wrapping
 //     fs.ErrClosed.
 //   - The object's generation is pinned by the first open: every byte comes
 //     from that generation, or the read fails with an error wrapping

@@ -65,16 +65,35 @@ type Downloader interface {
 	Close() error
 }
 
-// Options configure a Pool. A nil *Options means the defaults.
+// The defaults of Options, applied by its normalize method.
+const (
+	// DefaultPoolSize is the default Options.PoolSize. A real MRD carries
+	// many ranges per stream, so a few streams go far; gcsfs, which splits
+	// reads into parts over either backend, sets its own (see
+	// gcsfs.DefaultPoolSize).
+	DefaultPoolSize = 4
+	// DefaultRetries is the default Options.Retries.
+	DefaultRetries = 3
+	// DefaultRetryBackoff is the default Options.RetryBackoff.
+	DefaultRetryBackoff = 10 * time.Millisecond
+	// DefaultStallTimeout is how long a range may go without one byte of
+	// progress before it fails with ErrStalled: the default
+	// Options.StallTimeout.
+	DefaultStallTimeout = 30 * time.Second
+)
+
+// Options configure a Pool. A nil *Options means the defaults; zero fields
+// take their defaults, normalised in one place (normalize).
 type Options struct {
-	// PoolSize is the most downloaders open at once. Default 4.
+	// PoolSize is the most downloaders open at once. Default
+	// DefaultPoolSize.
 	PoolSize int
-	// Retries is how many times Read resumes a range that failed with a
+	// Retries is how many times ReadAt resumes a range that failed with a
 	// transient error, from the first byte it has not delivered yet.
-	// Default 3; negative means none.
+	// Default DefaultRetries; negative means none.
 	Retries int
 	// RetryBackoff is the wait before the first retry, doubled for each
-	// further one. Default 10ms.
+	// further one. Default DefaultRetryBackoff.
 	RetryBackoff time.Duration
 	// Info, when set, is the object's pinned info, known from an earlier
 	// stat; the pool then checks every open against it.
@@ -99,15 +118,15 @@ func (o *Options) normalize() Options {
 		r = *o
 	}
 	if r.PoolSize <= 0 {
-		r.PoolSize = 4
+		r.PoolSize = DefaultPoolSize
 	}
 	if r.Retries == 0 {
-		r.Retries = 3
+		r.Retries = DefaultRetries
 	} else if r.Retries < 0 {
 		r.Retries = 0
 	}
 	if r.RetryBackoff <= 0 {
-		r.RetryBackoff = 10 * time.Millisecond
+		r.RetryBackoff = DefaultRetryBackoff
 	}
 	if r.StallTimeout == 0 {
 		r.StallTimeout = DefaultStallTimeout
@@ -126,7 +145,7 @@ type Stats struct {
 	Waits    int64 // acquires that had to wait
 	Ranges   int64 // ranges added to downloaders
 	Retries  int64 // ranges resumed after a transient error
-	Bytes    int64 // bytes delivered by Read
+	Bytes    int64 // bytes delivered by ReadAt
 }
 
 // Pool is a lazily opened, lock-guarded pool of downloaders for one object.
@@ -188,15 +207,8 @@ func (p *Pool) Stats() Stats {
 	}
 }
 
-// Downloaders returns the number of downloaders open now.
-func (p *Pool) Downloaders() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.all)
-}
-
-// Lease is a downloader handed out by Acquire. Release it exactly once.
-type Lease struct {
+// lease is a downloader handed out by acquire. Release it exactly once.
+type lease struct {
 	p        *Pool
 	e        *entry
 	owner    bool
@@ -204,14 +216,14 @@ type Lease struct {
 }
 
 // Downloader returns the leased downloader.
-func (l *Lease) Downloader() Downloader { return l.e.d }
+func (l *lease) Downloader() Downloader { return l.e.d }
 
 // Release gives the downloader back. The owner's release puts it back in
 // the free queue (or closes it if it broke); a sharer's only drops its use.
 // Release panics if called twice.
-func (l *Lease) Release() {
+func (l *lease) Release() {
 	if l.released.Swap(true) {
-		panic("mrdpool: Lease released twice")
+		panic("mrdpool: lease released twice")
 	}
 	l.p.release(l)
 }
@@ -253,12 +265,12 @@ func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
 	}
 }
 
-// Acquire returns a downloader: a free one, a newly opened one while the
+// acquire returns a downloader: a free one, a newly opened one while the
 // pool is under PoolSize, or, when all are busy, a busy one shared
 // round-robin if the backend can share, else the next one released. It
 // returns ctx.Err() if ctx ends first and an error wrapping fs.ErrClosed
 // after Close.
-func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
+func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 	waited := false
 	for {
 		p.mu.Lock()
@@ -278,7 +290,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 			e.users++
 			p.mu.Unlock()
 			p.closeBroken(broken)
-			return &Lease{p: p, e: e, owner: true}, nil
+			return &lease{p: p, e: e, owner: true}, nil
 		}
 		// The first open is serialized: while it runs, nobody else opens,
 		// so two concurrent first callers open one downloader.
@@ -298,7 +310,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 					p.mu.Unlock()
 					p.closeBroken(broken)
 					p.shared.Add(1)
-					return &Lease{p: p, e: e}, nil
+					return &lease{p: p, e: e}, nil
 				}
 			}
 		}
@@ -319,7 +331,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Lease, error) {
 
 // open opens a downloader for a caller counted in p.opening. The open is
 // bounded by the stall timeout.
-func (p *Pool) open(ctx context.Context) (*Lease, error) {
+func (p *Pool) open(ctx context.Context) (*lease, error) {
 	octx, cancel := WithStallTimeout(ctx, p.opts.StallTimeout)
 	d, info, err := p.backend.Open(octx)
 	err = WrapStalled(octx, err, "open "+p.opts.Object)
@@ -358,10 +370,10 @@ func (p *Pool) open(ctx context.Context) (*Lease, error) {
 	p.all = append(p.all, e)
 	p.mu.Unlock()
 	p.opened.Add(1)
-	return &Lease{p: p, e: e, owner: true}, nil
+	return &lease{p: p, e: e, owner: true}, nil
 }
 
-func (p *Pool) release(l *Lease) {
+func (p *Pool) release(l *lease) {
 	p.mu.Lock()
 	l.e.users--
 	var broken []*entry
@@ -445,7 +457,7 @@ func (p *Pool) notifyLocked() {
 }
 
 // Close closes every downloader and returns their errors joined. Ranges in
-// flight end with errors; later Acquire and Read calls fail with an error
+// flight end with errors; later Info and ReadAt calls fail with an error
 // wrapping fs.ErrClosed. Close is idempotent: later calls return the same
 // error.
 func (p *Pool) Close() error {

@@ -170,9 +170,9 @@ func TestGrowsToPoolSizeThenShares(t *testing.T) {
 	b := &fakeBackend{data: testData(100), shareable: true}
 	p := New(b, &Options{PoolSize: 3})
 	defer p.Close()
-	var leases []*Lease
+	var leases []*lease
 	for range 9 {
-		l, err := p.Acquire(context.Background())
+		l, err := p.acquire(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,16 +203,16 @@ func TestWaitsWhenBackendCannotShare(t *testing.T) {
 	b := &fakeBackend{data: testData(100)}
 	p := New(b, &Options{PoolSize: 2})
 	defer p.Close()
-	l1, _ := p.Acquire(context.Background())
-	l2, _ := p.Acquire(context.Background())
+	l1, _ := p.acquire(context.Background())
+	l2, _ := p.acquire(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := p.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Acquire on a full pool = %v, want DeadlineExceeded", err)
 	}
-	got := make(chan *Lease)
+	got := make(chan *lease)
 	go func() {
-		l, err := p.Acquire(context.Background())
+		l, err := p.acquire(context.Background())
 		if err != nil {
 			t.Error(err)
 		}
@@ -332,8 +332,8 @@ func TestCancelDetachesWriter(t *testing.T) {
 func TestCloseJoinsErrorsAndIsIdempotent(t *testing.T) {
 	b := &fakeBackend{data: testData(100), shareable: true}
 	p := New(b, &Options{PoolSize: 2})
-	l1, _ := p.Acquire(context.Background())
-	l2, _ := p.Acquire(context.Background())
+	l1, _ := p.acquire(context.Background())
+	l2, _ := p.acquire(context.Background())
 	e1, e2 := errors.New("e1"), errors.New("e2")
 	b.downloaders[0].broken.Store(&e1)
 	b.downloaders[1].broken.Store(&e2)
@@ -346,7 +346,7 @@ func TestCloseJoinsErrorsAndIsIdempotent(t *testing.T) {
 	}
 	l1.Release()
 	l2.Release()
-	if _, err := p.Acquire(context.Background()); !errors.Is(err, fs.ErrClosed) {
+	if _, err := p.acquire(context.Background()); !errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("Acquire after Close = %v", err)
 	}
 	if _, err := p.ReadAt(context.Background(), make([]byte, 1), 0); !errors.Is(err, fs.ErrClosed) {
@@ -357,7 +357,7 @@ func TestCloseJoinsErrorsAndIsIdempotent(t *testing.T) {
 func TestDoubleReleasePanics(t *testing.T) {
 	p := New(&fakeBackend{data: testData(10)}, nil)
 	defer p.Close()
-	l, _ := p.Acquire(context.Background())
+	l, _ := p.acquire(context.Background())
 	l.Release()
 	defer func() {
 		if recover() == nil {

@@ -105,16 +105,16 @@ func (p *Pool) giveUp(off int64, attempt int, err error) {
 // returns how many bytes landed in b, in order from its start, and when
 // the last of them arrived.
 func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time) (int64, time.Time, error) {
-	lease, err := p.acquireBy(ctx, since)
+	held, err := p.acquireBy(ctx, since)
 	if err != nil {
 		return 0, since, err
 	}
-	w := newSliceWriter(b, since, &lease.e.progress, &p.progress)
+	w := newSliceWriter(b, since, &held.e.progress, &p.progress)
 	ret := func(err error) (int64, time.Time, error) { return w.written(), w.lastWrite(), err }
 	done := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
 	p.ranges.Add(1)
-	lease.Downloader().Add(rctx, w, off, int64(len(b)), func(err error) { done <- err })
+	held.Downloader().Add(rctx, w, off, int64(len(b)), func(err error) { done <- err })
 	stall := p.opts.StallTimeout
 	var timer *time.Timer
 	var timeout <-chan time.Time // nil: no stall bound
@@ -127,20 +127,20 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 		select {
 		case err := <-done:
 			cancel()
-			lease.Release()
+			held.Release()
 			return ret(err)
 		case <-ctx.Done():
-			p.abandon(w, cancel, lease, done)
+			p.abandon(w, cancel, held, done)
 			return ret(ctx.Err())
-		case <-lease.e.gone:
-			return ret(p.lost(w, cancel, lease, done))
+		case <-held.e.gone:
+			return ret(p.lost(w, cancel, held, done))
 		case <-timeout:
 			if idle := time.Since(w.lastWrite()); idle < stall {
 				timer.Reset(stall - idle)
 				continue
 			}
-			p.abandon(w, cancel, lease, done)
-			p.dropStalled(lease.e)
+			p.abandon(w, cancel, held, done)
+			p.dropStalled(held.e)
 			at := off + w.written()
 			p.opts.Logger.Warn("mrdpool: range stalled; downloader replaced", "object", p.opts.Object, "offset", at, "stall", stall)
 			return ret(fmt.Errorf("%w: %s: no byte for %v at offset %d", ErrStalled, p.opts.Object, stall, at))
@@ -148,13 +148,13 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 	}
 }
 
-// acquireBy is Acquire bounded by the stall timeout counted from since, or
+// acquireBy is acquire bounded by the stall timeout counted from since, or
 // from the pool's last progress when later: waiting for a busy pool whose
 // downloaders deliver bytes is not a stall, waiting on a dead server is.
-func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*Lease, error) {
+func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*lease, error) {
 	stall := p.opts.StallTimeout
 	if stall <= 0 {
-		return p.Acquire(ctx)
+		return p.acquire(ctx)
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -173,15 +173,15 @@ func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*Lease, error) {
 	})
 	mu.Unlock()
 	defer t.Stop()
-	l, err := p.Acquire(actx)
+	l, err := p.acquire(actx)
 	return l, WrapStalled(actx, err, "get a downloader for "+p.opts.Object)
 }
 
 // lost ends a range whose downloader the pool dropped while it was in
 // flight: the pool closed (fs.ErrClosed) or another range found the
 // downloader broken or stalled (a retryable error).
-func (p *Pool) lost(w *sliceWriter, cancel context.CancelFunc, lease *Lease, done chan error) error {
-	p.abandon(w, cancel, lease, done)
+func (p *Pool) lost(w *sliceWriter, cancel context.CancelFunc, held *lease, done chan error) error {
+	p.abandon(w, cancel, held, done)
 	if p.isClosed() {
 		return errClosed()
 	}
@@ -193,15 +193,15 @@ func (p *Pool) lost(w *sliceWriter, cancel context.CancelFunc, lease *Lease, don
 // ended or the downloader is dropped (a real MRD never calls back for a
 // range that stalls or was in flight when it was closed), so that a
 // non-shareable downloader never carries two ranges.
-func (p *Pool) abandon(w *sliceWriter, cancel context.CancelFunc, lease *Lease, done chan error) {
+func (p *Pool) abandon(w *sliceWriter, cancel context.CancelFunc, held *lease, done chan error) {
 	cancel() // first: a ReadFrom blocked in Read holds w's lock
 	w.detach()
 	go func() {
 		select {
 		case <-done:
-		case <-lease.e.gone:
+		case <-held.e.gone:
 		}
-		lease.Release()
+		held.Release()
 	}()
 }
 

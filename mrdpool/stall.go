@@ -17,10 +17,6 @@ import (
 // context.DeadlineExceeded, which stays the caller's own deadline.
 var ErrStalled = errors.New("mrdpool: no progress")
 
-// DefaultStallTimeout is how long a range may go without one byte of
-// progress before it fails with ErrStalled, unless Options say otherwise.
-const DefaultStallTimeout = 30 * time.Second
-
 // errStallCause is the cause of the contexts made by WithStallTimeout, so
 // that a stall is told apart from the caller's own deadline.
 var errStallCause = errors.New("mrdpool: stall timeout")

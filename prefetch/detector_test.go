@@ -2,6 +2,8 @@ package prefetch
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -12,20 +14,20 @@ const (
 
 type step struct {
 	off, n int64
-	want   Decision
+	want   decision
 }
 
-func runTrace(t *testing.T, d *Detector, steps []step) {
+func runTrace(t *testing.T, d *detector, steps []step) {
 	t.Helper()
 	for i, s := range steps {
-		got := d.Observe(s.off, s.n)
+		got := d.observe(s.off, s.n)
 		if got != s.want {
-			t.Fatalf("step %d: Observe(%d, %d) = %+v, want %+v", i, s.off, s.n, got, s.want)
+			t.Fatalf("step %d: observe(%d, %d) = %+v, want %+v", i, s.off, s.n, got, s.want)
 		}
 	}
 }
 
-func seq(w int64) Decision { return Decision{Sequential: true, Window: w} }
+func seq(w int64) decision { return decision{sequential: true, window: w} }
 
 func TestDetectorTraces(t *testing.T) {
 	cases := []struct {
@@ -33,7 +35,7 @@ func TestDetectorTraces(t *testing.T) {
 		steps []step
 	}{
 		{"sequential 1MiB reads: prefetch from the 3rd, window doubles to the cap", []step{
-			{0, MiB, Decision{}},
+			{0, MiB, decision{}},
 			{MiB, MiB, seq(0)},
 			{2 * MiB, MiB, seq(MiB)},
 			{3 * MiB, MiB, seq(2 * MiB)},
@@ -42,29 +44,29 @@ func TestDetectorTraces(t *testing.T) {
 			{6 * MiB, MiB, seq(8 * MiB)}, // MaxPrefetch 8 MiB
 		}},
 		{"small reads start the window at BlockSize", []step{
-			{0, 4 * KiB, Decision{}},
+			{0, 4 * KiB, decision{}},
 			{4 * KiB, 4 * KiB, seq(0)},
 			{8 * KiB, 4 * KiB, seq(256 * KiB)},
 			{12 * KiB, 4 * KiB, seq(512 * KiB)},
 		}},
 		{"big reads start the window at the read size", []step{
-			{0, 3 * MiB, Decision{}},
+			{0, 3 * MiB, decision{}},
 			{3 * MiB, 3 * MiB, seq(0)},
 			{6 * MiB, 3 * MiB, seq(3 * MiB)},
 			{9 * MiB, 3 * MiB, seq(6 * MiB)},
 		}},
 		{"readahead cache: needed block and next one together must not prefetch", []step{
-			{10 * MiB, MiB, Decision{}},
+			{10 * MiB, MiB, decision{}},
 			{11 * MiB, MiB, seq(0)}, // the parallel second read looks sequential: streak 2 only
-			{40 * MiB, MiB, Decision{Reset: true}},
+			{40 * MiB, MiB, decision{reset: true}},
 			{41 * MiB, MiB, seq(0)},
-			{5 * MiB, MiB, Decision{Reset: true}},
+			{5 * MiB, MiB, decision{reset: true}},
 			{6 * MiB, MiB, seq(0)},
 		}},
 		{"read(0) neither counts nor resets", []step{
-			{0, MiB, Decision{}},
+			{0, MiB, decision{}},
 			{MiB, 0, seq(0)},
-			{99 * MiB, 0, Decision{}}, // a zero read elsewhere does not reset either
+			{99 * MiB, 0, decision{}}, // a zero read elsewhere does not reset either
 			{MiB, MiB, seq(0)},
 			{2 * MiB, 0, seq(0)},
 			{2 * MiB, MiB, seq(MiB)},
@@ -72,48 +74,48 @@ func TestDetectorTraces(t *testing.T) {
 			{3 * MiB, MiB, seq(2 * MiB)},
 		}},
 		{"a seek resets streak and window; a new run ramps up again", []step{
-			{0, MiB, Decision{}},
+			{0, MiB, decision{}},
 			{MiB, MiB, seq(0)},
 			{2 * MiB, MiB, seq(MiB)},
 			{3 * MiB, MiB, seq(2 * MiB)},
-			{100 * MiB, MiB, Decision{Reset: true}},
+			{100 * MiB, MiB, decision{reset: true}},
 			{101 * MiB, MiB, seq(0)},
 			{102 * MiB, MiB, seq(MiB)},
 		}},
 		{"backward read is not sequential", []step{
-			{MiB, MiB, Decision{}},
+			{MiB, MiB, decision{}},
 			{2 * MiB, MiB, seq(0)},
-			{0, MiB, Decision{Reset: true}},
+			{0, MiB, decision{reset: true}},
 			{MiB, MiB, seq(0)},
 		}},
 		{"re-reading the same block is not sequential", []step{
-			{0, MiB, Decision{}},
-			{0, MiB, Decision{Reset: true}},
-			{0, MiB, Decision{Reset: true}},
+			{0, MiB, decision{}},
+			{0, MiB, decision{reset: true}},
+			{0, MiB, decision{reset: true}},
 		}},
 		{"random 4KiB reads never prefetch", []step{
-			{7 * MiB, 4 * KiB, Decision{}},
-			{3 * MiB, 4 * KiB, Decision{Reset: true}},
-			{90 * MiB, 4 * KiB, Decision{Reset: true}},
-			{12 * KiB, 4 * KiB, Decision{Reset: true}},
+			{7 * MiB, 4 * KiB, decision{}},
+			{3 * MiB, 4 * KiB, decision{reset: true}},
+			{90 * MiB, 4 * KiB, decision{reset: true}},
+			{12 * KiB, 4 * KiB, decision{reset: true}},
 		}},
 		{"first read at 0 is not sequential to anything", []step{
-			{0, 0, Decision{}},
-			{0, MiB, Decision{}},
+			{0, 0, decision{}},
+			{0, MiB, decision{}},
 		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			runTrace(t, NewDetector(256*KiB, 8*MiB, 3), c.steps)
+			runTrace(t, newDetector(256*KiB, 8*MiB, 3), c.steps)
 		})
 	}
 }
 
 func TestDetectorMinStreakOne(t *testing.T) {
-	runTrace(t, NewDetector(MiB, 4*MiB, 1), []step{
-		{0, MiB, Decision{Window: MiB}},
+	runTrace(t, newDetector(MiB, 4*MiB, 1), []step{
+		{0, MiB, decision{window: MiB}},
 		{MiB, MiB, seq(2 * MiB)},
-		{9 * MiB, MiB, Decision{Reset: true, Window: MiB}},
+		{9 * MiB, MiB, decision{reset: true, window: MiB}},
 	})
 }
 
@@ -122,23 +124,41 @@ func TestDetectorRejectsBadLimits(t *testing.T) {
 		func() {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("NewDetector%v did not panic", c)
+					t.Errorf("newDetector%v did not panic", c)
 				}
 			}()
-			NewDetector(c[0], c[1], int(c[2]))
+			newDetector(c[0], c[1], int(c[2]))
 		}()
 	}
 }
 
-func ExampleDetector() {
-	d := NewDetector(1<<20, 8<<20, 3)
+// TestDetectorFiveReads is the five-read run of the detector's doc: no
+// prefetch on the first two reads, then a window from the block size,
+// doubling.
+func TestDetectorFiveReads(t *testing.T) {
+	d := newDetector(1<<20, 8<<20, 3)
+	var got []string
 	for i := range int64(5) {
-		fmt.Printf("%+v\n", d.Observe(i<<20, 1<<20))
+		got = append(got, fmt.Sprintf("%+v", d.observe(i<<20, 1<<20)))
 	}
-	// Output:
-	// {Sequential:false Reset:false Window:0}
-	// {Sequential:true Reset:false Window:0}
-	// {Sequential:true Reset:false Window:1048576}
-	// {Sequential:true Reset:false Window:2097152}
-	// {Sequential:true Reset:false Window:4194304}
+	want := []string{
+		"{sequential:false reset:false window:0}",
+		"{sequential:true reset:false window:0}",
+		"{sequential:true reset:false window:1048576}",
+		"{sequential:true reset:false window:2097152}",
+		"{sequential:true reset:false window:4194304}",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("decisions\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestDetectorZeroValuePanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("observe on a zero detector did not panic")
+		}
+	}()
+	var d detector
+	d.observe(0, 1)
 }

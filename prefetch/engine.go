@@ -3,8 +3,12 @@
 // as the run goes on, fetched ahead in parallel parts into preallocated
 // buffers under a byte budget; random reads fetch exactly what they ask for.
 //
-// The decisions come from Detector, which does no I/O; the Engine carries
-// them out over a Fetcher, the one thing it needs from storage.
+// The decisions come from a streak detector that does no I/O (and is
+// tested with plain traces): a read is sequential when it starts where the
+// previous one ended; the MinStreak-th sequential read in a row starts
+// prefetching; a read that breaks the run resets the window and drops the
+// prefetched data it cannot use. The Engine carries the decisions out over
+// a Fetcher, the one thing it needs from storage.
 //
 //	reads:        r1   r2   r3 ........ r4 ........ r5
 //	object: [=====|====|====|==========|===========|=====================)
@@ -40,19 +44,39 @@ type Fetcher interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 }
 
-// Options tune an Engine. A nil *Options means the defaults.
+// The defaults of Options, applied by its normalize method.
+const (
+	// DefaultBlockSize is the default Options.BlockSize.
+	DefaultBlockSize = 1 << 20
+	// DefaultMaxPrefetch is the default Options.MaxPrefetch.
+	DefaultMaxPrefetch = 64 << 20
+	// DefaultMinStreak is the default Options.MinStreak: a readahead cache
+	// that fetches the block it needs and the next one together makes two
+	// reads in a row look sequential, which must not start prefetching.
+	DefaultMinStreak = 3
+	// DefaultConcurrency is the default Options.Concurrency.
+	DefaultConcurrency = 8
+	// DefaultMinPartSize is the default Options.MinPartSize.
+	DefaultMinPartSize = 1 << 20
+)
+
+// Options tune an Engine. A nil *Options means the defaults; zero fields
+// take their defaults, normalised in one place (normalize).
 type Options struct {
-	// BlockSize is the smallest prefetch window. Default 1 MiB.
+	// BlockSize is the smallest prefetch window. Default DefaultBlockSize
+	// (1 MiB).
 	BlockSize int64
 	// MaxPrefetch is the largest window: how far ahead of the reader data
-	// is fetched. Default 64 MiB.
+	// is fetched. Default DefaultMaxPrefetch (64 MiB); never under
+	// BlockSize.
 	MaxPrefetch int64
-	// MinStreak is the sequential read that starts prefetching. Default 3.
+	// MinStreak is the sequential read that starts prefetching. Default
+	// DefaultMinStreak (3).
 	MinStreak int
 	// Concurrency is how many parts a prefetch (or a large direct read) is
-	// split into, fetched in parallel. Default 8.
+	// split into, fetched in parallel. Default DefaultConcurrency (8).
 	Concurrency int
-	// MinPartSize is the smallest part. Default 1 MiB.
+	// MinPartSize is the smallest part. Default DefaultMinPartSize (1 MiB).
 	MinPartSize int64
 	// Disabled turns prefetching off: every read fetches exactly its bytes.
 	Disabled bool
@@ -67,20 +91,20 @@ func (o *Options) normalize() Options {
 		r = *o
 	}
 	if r.BlockSize <= 0 {
-		r.BlockSize = 1 << 20
+		r.BlockSize = DefaultBlockSize
 	}
 	if r.MaxPrefetch <= 0 {
-		r.MaxPrefetch = 64 << 20
+		r.MaxPrefetch = DefaultMaxPrefetch
 	}
 	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
 	if r.MinStreak <= 0 {
-		r.MinStreak = 3
+		r.MinStreak = DefaultMinStreak
 	}
 	if r.Concurrency <= 0 {
-		r.Concurrency = 8
+		r.Concurrency = DefaultConcurrency
 	}
 	if r.MinPartSize <= 0 {
-		r.MinPartSize = 1 << 20
+		r.MinPartSize = DefaultMinPartSize
 	}
 	if r.Buffers == nil {
 		r.Buffers = directbuf.NewPool(2 * r.MaxPrefetch)
@@ -111,7 +135,7 @@ type Engine struct {
 	bg     sync.WaitGroup // part fetches and buffer releases
 
 	mu     sync.Mutex
-	det    *Detector
+	det    *detector
 	chunks []*chunk // prefetched ranges, sorted, disjoint
 	closed bool
 
@@ -143,7 +167,7 @@ func New(f Fetcher, size int64, opts *Options) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		f: f, size: size, opts: o, ctx: ctx, cancel: cancel,
-		det: NewDetector(o.BlockSize, o.MaxPrefetch, o.MinStreak),
+		det: newDetector(o.BlockSize, o.MaxPrefetch, o.MinStreak),
 	}
 }
 
@@ -221,15 +245,15 @@ func (e *Engine) plan(off, n int64) (*readPlan, error) {
 		return nil, errClosed()
 	}
 	end := off + n
-	d := e.det.Observe(off, n)
+	d := e.det.observe(off, n)
 	if e.opts.Disabled {
-		d.Window = 0
+		d.window = 0
 	}
 	// Drop what this read can no longer use: everything behind it, and on a
 	// break in the run everything it does not touch.
 	kept := e.chunks[:0]
 	for _, c := range e.chunks {
-		if c.end() <= off || (d.Reset && c.off >= end) {
+		if c.end() <= off || (d.reset && c.off >= end) {
 			e.dropLocked(c)
 			continue
 		}
@@ -258,8 +282,8 @@ func (e *Engine) plan(off, n int64) (*readPlan, error) {
 		rp.pieces = append(rp.pieces, piece{off: pos, n: end - pos})
 	}
 
-	if d.Window > 0 {
-		e.topUpLocked(end, d.Window)
+	if d.window > 0 {
+		e.topUpLocked(end, d.window)
 	}
 	return rp, nil
 }

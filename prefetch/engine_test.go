@@ -388,8 +388,8 @@ func TestReadDirect(t *testing.T) {
 	if !bytes.Equal(buf, m.data[MiB:]) {
 		t.Fatal("mismatch")
 	}
-	if s := e.Stats(); s.Requests != int64(smallOpts.Concurrency) || s.Asked != MiB || s.Fetched != MiB || e.det.Streak() != 0 {
-		t.Fatalf("stats %+v, streak %d", s, e.det.Streak())
+	if s := e.Stats(); s.Requests != int64(smallOpts.Concurrency) || s.Asked != MiB || s.Fetched != MiB || e.det.streak != 0 {
+		t.Fatalf("stats %+v, streak %d", s, e.det.streak)
 	}
 	if err := e.ReadDirect(context.Background(), buf, MiB+1); !errors.Is(err, fs.ErrInvalid) {
 		t.Fatalf("range past the end = %v", err)

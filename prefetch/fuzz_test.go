@@ -70,25 +70,25 @@ func FuzzEngineRanges(f *testing.F) {
 // read at the wrapped "next" offset is not taken for a sequential one.
 func TestDetectorNearMaxInt64(t *testing.T) {
 	const M = math.MaxInt64
-	d := NewDetector(1, M, 1)
+	d := newDetector(1, M, 1)
 	for i := range 70 {
-		dec := d.Observe(int64(i), 1)
-		if dec.Window <= 0 || dec.Window > M {
-			t.Fatalf("read %d: window %d", i, dec.Window)
+		dec := d.observe(int64(i), 1)
+		if dec.window <= 0 || dec.window > M {
+			t.Fatalf("read %d: window %d", i, dec.window)
 		}
 	}
-	if w := d.Observe(70, 1).Window; w != M {
+	if w := d.observe(70, 1).window; w != M {
 		t.Fatalf("window after 70 doublings = %d, want MaxInt64", w)
 	}
-	d = NewDetector(1<<20, 64<<20, 3)
-	d.Observe(M-5, 10) // ends past MaxInt64
+	d = newDetector(1<<20, 64<<20, 3)
+	d.observe(M-5, 10) // ends past MaxInt64
 	start := int64(M - 5)
 	wrapped := start + 10 // wraps negative, as off+n did
-	if dec := d.Observe(wrapped, 10); dec.Sequential {
+	if dec := d.observe(wrapped, 10); dec.sequential {
 		t.Fatalf("a read at the wrapped end %d counted as sequential", wrapped)
 	}
-	d.Observe(M-10, 10) // ends exactly at MaxInt64
-	if dec := d.Observe(M, 0); !dec.Sequential {
+	d.observe(M-10, 10) // ends exactly at MaxInt64
+	if dec := d.observe(M, 0); !dec.sequential {
 		t.Fatal("a zero-length read at MaxInt64 after a read ending there is not sequential")
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strconv"
+
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/bytesize"
 )
@@ -26,17 +28,28 @@ type readFlags struct {
 func (r *readFlags) register(f *flagSet, prefetch bool) {
 	smallest := bytesize.Value(minWindow)
 	atLeast := "at least " + smallest.String()
-	f.IntVar(&r.poolSize, "pool-size", 0, "`n` downloaders (streams) one open object may use at once (0: the default of gcsfs.Options.PoolSize)")
-	f.IntVar(&r.concurrency, "concurrency", 0, "split one logical read into `n` ranges (0: the default of gcsfs.Options.Concurrency)")
+	f.IntVar(&r.poolSize, "pool-size", 0, "`n` downloaders (streams) one open object may use at once "+orDefault(strconv.Itoa(gcsfs.DefaultPoolSize)))
+	f.IntVar(&r.concurrency, "concurrency", 0, "split one logical read into `n` ranges "+orDefault(strconv.Itoa(gcsfs.DefaultConcurrency)))
+	maxPrefetch := orDefault(sizeFlag(gcsfs.DefaultMaxPrefetch))
 	if prefetch {
-		f.Var(&r.blockSize, "block-size", "smallest prefetch window `size`, "+atLeast+", e.g. 1MiB (0: the default of gcsfs.Options.BlockSize)")
-		f.Var(&r.maxPrefetch, "max-prefetch", "largest prefetch window `size`, "+atLeast+", e.g. 64MiB (0: the default of gcsfs.Options.MaxPrefetch)")
+		f.Var(&r.blockSize, "block-size", "smallest prefetch window `size`, "+atLeast+" "+orDefault(sizeFlag(gcsfs.DefaultBlockSize)))
+		f.Var(&r.maxPrefetch, "max-prefetch", "largest prefetch window `size`, "+atLeast+" "+maxPrefetch)
 	} else {
-		f.Var(&r.maxPrefetch, "max-prefetch", "`size` of the windows fetched in parallel, "+atLeast+", e.g. 64MiB (0: the default of gcsfs.Options.MaxPrefetch)")
+		f.Var(&r.maxPrefetch, "max-prefetch", "`size` of the windows fetched in parallel, "+atLeast+" "+maxPrefetch)
 	}
 	f.StringVar(&r.zonal, "zonal", "auto", "read backend `mode`: auto (ask the bucket), on (gRPC multi-range downloaders), off (ranged reads);\na ?zonal= query parameter in the URL wins over this flag")
 	f.BoolVar(&r.grpc, "grpc", false, "read object data over the gRPC API (bidi multi-range downloaders) whatever the bucket\nreports; the same as --zonal on (listing and metadata stay on the JSON API)")
 	f.BoolVar(&r.stats, "stats", false, "print the read counters to stderr afterwards")
+}
+
+// orDefault says what a flag's 0 means: gcsfs's default, quoted from its
+// constant.
+func orDefault(value string) string { return "(0: gcsfs's default, " + value + ")" }
+
+// sizeFlag writes n as a size flag is written: "64MiB".
+func sizeFlag(n int64) string {
+	v := bytesize.Value(n)
+	return v.String()
 }
 
 // options validates the flags and returns the gcsfs options they ask for.

@@ -14,7 +14,8 @@ package testserver
 //
 // # What the client (cloud.google.com/go/storage v1.70.0) does
 //
-// Client options that work (see newTestClient in grpc_test.go):
+// Client options that work (see Server.GRPCClient in server.go and
+// newGRPCTestClient in grpc_test.go):
 //
 //	storage.NewGRPCClient(ctx,
 //		storage.WithGRPCBidiReads(),
