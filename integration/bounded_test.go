@@ -10,11 +10,11 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -173,24 +173,6 @@ func TestWriteToCancelledAtRandom(t *testing.T) {
 	})
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A server that stops sending mid-body: with no context deadline the read
 // ends with ErrStalled after StallTimeout, the stalled downloader is
 // replaced and the file reads again once the server heals; the Logger got
@@ -200,7 +182,7 @@ func TestStallTimeoutAndLogger(t *testing.T) {
 	forBoth(t, func(t *testing.T, r *rig) {
 		src := data(2<<20, 8)
 		r.put(t, "obj", src)
-		var logs syncBuffer
+		var logs testkit.SyncBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		// Long enough for an open under a loaded race-detector run.
 		fsys := r.fs(t, &gcsfs.Options{StallTimeout: 2 * time.Second, Logger: logger, DisablePrefetch: true})

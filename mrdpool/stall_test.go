@@ -8,28 +8,11 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
-
-// syncBuffer is a log sink safe for the pool's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A range that receives no byte for the stall timeout fails with
 // ErrStalled (not the caller's deadline), its downloader is replaced, the
@@ -38,7 +21,7 @@ func (s *syncBuffer) String() string {
 func TestStallFailsRangeAndReplacesDownloader(t *testing.T) {
 	data := testData(10000)
 	b := &fakeBackend{data: data, shareable: true}
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p := New(b, &Options{StallTimeout: 50 * time.Millisecond, Logger: logger, Object: "stall-obj"})
 	defer p.Close()

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // grpcTestStore is a map-backed objectStore keeping every generation.
@@ -126,36 +128,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe to read while the MRD's event loop
-// writes into it, so a test can wait for the bytes the client has received
-// (the server counts bytes before the transport delivers them).
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Bytes returns a copy of what was written so far.
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
-func (b *lockedBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
 type rangeResult struct {
 	off, length int64 // as added
-	buf         lockedBuffer
+	buf         testkit.SyncBuffer
 	gotOff, n   int64
 	err         error
 	done        chan struct{}
