@@ -25,7 +25,7 @@ import (
 // benchFiles writes nFiles Parquet files of about fileBytes each (random
 // float64 columns compress poorly, so bytes on disk track rows) into the
 // fake bucket, and returns the total rows and bytes.
-func benchFiles(b *testing.B, srv *testserver.Server, nFiles int, fileBytes int64) (rows, size int64) {
+func benchFiles(b *testing.B, srv *testserver.Test, nFiles int, fileBytes int64) (rows, size int64) {
 	const cols = 8
 	fields := make([]arrow.Field, cols)
 	for i := range fields {
@@ -51,9 +51,7 @@ func benchFiles(b *testing.B, srv *testserver.Server, nFiles int, fileBytes int6
 		}
 		tbl.Release()
 		rec.Release()
-		if _, err := srv.PutObject("bench", fmt.Sprintf("scan/part-%03d.parquet", f), buf.b); err != nil {
-			b.Fatal(err)
-		}
+		srv.Put(b, fmt.Sprintf("scan/part-%03d.parquet", f), buf.b)
 		rows += perFile
 		size += int64(len(buf.b))
 	}
@@ -75,20 +73,12 @@ func BenchmarkScan(b *testing.B) {
 	if v, err := strconv.ParseInt(os.Getenv("ZONALREAD_SCAN_MIB"), 10, 64); err == nil && v > 0 {
 		mib = v
 	}
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{"bench"}, NoGRPC: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
+	srv := testserver.NewTest(b, &testserver.Options{Buckets: []string{"bench"}, NoGRPC: true})
 	nFiles := 8
 	rows, size := benchFiles(b, srv, nFiles, mib<<20/int64(nFiles))
 	srv.HTTP.SetShape(testserver.Shape{Latency: 20 * time.Millisecond, ConnBandwidth: 50 << 20, AggregateBandwidth: 1000 << 20})
 	ctx := context.Background()
-	bucket, err := srv.OpenBucket(ctx, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bucket.Close()
+	bucket := srv.Blob
 
 	report := func(b *testing.B, got int64) {
 		if got != rows*int64(b.N) {

@@ -3,28 +3,16 @@ package dataset
 import (
 	"context"
 	"io/fs"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // waitFor polls cond (with yields) until it holds; it fails the test after
 // a generous deadline, which only a hang reaches. It never asserts on time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
 // A consumer that stops consuming stops new reads: bytes in flight stay
 // under the budget (plus the one task that may always run), and the rows
 // are all there once it resumes.
@@ -47,7 +35,7 @@ func TestMemoryBudgetBackpressure(t *testing.T) {
 	}
 	// The consumer sleeps on its first block: the loop must stall on the
 	// budget instead of reading ahead.
-	waitFor(t, "a budget stall", func() bool { return it.Stats().BudgetStalls > 0 })
+	testkit.WaitFor(t, "a budget stall", func() bool { return it.Stats().BudgetStalls > 0 })
 	s := it.Stats()
 	if s.BudgetHighWater > budget+2*block {
 		t.Fatalf("bytes in flight reached %d, budget %d (block %d)", s.BudgetHighWater, budget, block)
@@ -138,7 +126,7 @@ func TestMetadataFetchThreadedVsInline(t *testing.T) {
 			// All of a.parquet arrives while b's footer is held: the loop
 			// went round for each task result and each hand-over (at least
 			// 6 iterations) with that footer still pending.
-			waitFor(t, "a.parquet's blocks", func() bool { return delivered.Load() == 3 })
+			testkit.WaitFor(t, "a.parquet's blocks", func() bool { return delivered.Load() == 3 })
 			if s := it.Stats(); s.FootersPending != 1 || s.LoopIterations < 6 {
 				t.Fatalf("threaded: %d loop iterations, %d footers pending while b's footer was held", s.LoopIterations, s.FootersPending)
 			}

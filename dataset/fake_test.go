@@ -13,33 +13,17 @@ import (
 // back through gcsfs over HTTP range readers and over gRPC multi-range
 // downloaders, every row compared, in order and split equally.
 func TestOverFakeServers(t *testing.T) {
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{"pq"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}})
 	for name, data := range threeFiles(t) {
-		if _, err := srv.PutObject("pq", name, data); err != nil {
-			t.Fatal(err)
-		}
+		srv.Put(t, name, data)
 	}
 	ctx := context.Background()
-	bucket, err := srv.OpenBucket(ctx, "pq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bucket.Close()
-	grpc, err := srv.GRPCClient(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer grpc.Close()
 	for _, zonal := range []bool{false, true} {
 		opts := &gcsfs.Options{BucketName: "pq", Zonal: gcsfs.ZonalOff}
 		if zonal {
-			opts.Zonal, opts.GRPCClient = gcsfs.ZonalOn, grpc
+			opts.Zonal, opts.GRPCClient = gcsfs.ZonalOn, srv.GRPCStorage
 		}
-		fsys, err := gcsfs.New(ctx, bucket, opts)
+		fsys, err := gcsfs.New(ctx, srv.Blob, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

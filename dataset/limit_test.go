@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // fsLog records, per file, the opens and the ReadAt calls an execution
@@ -149,7 +151,7 @@ func TestLimitCountsParkedRows(t *testing.T) {
 		h.armed.Store(true)
 		it := ds.Limit(2500).Iter(context.Background())
 		<-h.reached
-		waitFor(t, "tasks 1-3 to finish", func() bool { return it.Stats().Read.Tasks == 3 })
+		testkit.WaitFor(t, "tasks 1-3 to finish", func() bool { return it.Stats().Read.Tasks == 3 })
 		close(h.release)
 		checkRows(t, collect(t, it), idRange(0, 2500), "all")
 		if n := it.Stats().Read.Tasks; n != 4 {

@@ -3,27 +3,19 @@ package directbuf
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func randomBytes(t testing.TB, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestConcurrentSectionsAssembleSource(t *testing.T) {
-	src := randomBytes(t, 1<<20+7)
+	src := testkit.RandomBytes(1<<20+7, 1)
 	b := New(len(src))
 	const parts = 8
 	part := (len(src) + parts - 1) / parts
@@ -171,7 +163,7 @@ func TestRangeSet(t *testing.T) {
 // Assembling an object through Sections allocates nothing beyond the buffer
 // itself: no per-chunk allocation, no append growth.
 func TestAssemblyAllocatesOnlyTheBuffer(t *testing.T) {
-	src := randomBytes(t, 1<<20)
+	src := testkit.RandomBytes(1<<20, 2)
 	allocs := testing.AllocsPerRun(20, func() {
 		b := New(len(src))
 		for off := 0; off < len(src); off += 1 << 17 {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 func TestPoolBudgetNeverExceeded(t *testing.T) {
@@ -120,7 +122,7 @@ func TestPoolTooLarge(t *testing.T) {
 }
 
 func BenchmarkAssemble64MiB(b *testing.B) {
-	src := randomBytes(b, 64<<20)
+	src := testkit.RandomBytes(64<<20, 3)
 	p := NewPool(128 << 20)
 	b.SetBytes(int64(len(src)))
 	b.ReportAllocs()

@@ -11,7 +11,7 @@ import (
 	"cloud.google.com/go/storage"
 
 	"github.com/zonalread/zonalread/gcsfs"
-	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -29,7 +29,7 @@ type benchRig struct {
 func newBenchRig(b *testing.B, size int, zonal bool, opts *gcsfs.Options) *benchRig {
 	b.Helper()
 	h := newFakeHarness(b, zonal)
-	r := &benchRig{h: h, data: gcsfstest.Data(size, 5)}
+	r := &benchRig{h: h, data: testkit.RandomBytes(size, 5)}
 	if err := h.Put(context.Background(), "big", r.data); err != nil {
 		b.Fatal(err)
 	}
@@ -40,33 +40,32 @@ func newBenchRig(b *testing.B, size int, zonal bool, opts *gcsfs.Options) *bench
 	if r.fs, err = h.FS(context.Background(), opts); err != nil {
 		b.Fatal(err)
 	}
-	if r.http, err = h.srv.HTTPClient(context.Background()); err != nil {
+	if r.http, err = h.HTTPClient(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	h.srv.HTTP.SetShape(benchShape)
-	if h.srv.GRPC != nil {
-		h.srv.GRPC.SetShape(benchShape)
+	h.HTTP.SetShape(benchShape)
+	if h.GRPC != nil {
+		h.GRPC.SetShape(benchShape)
 	}
 	b.Cleanup(func() {
 		r.fs.Close()
 		r.http.Close()
-		h.Close()
 	})
 	return r
 }
 
 func (r *benchRig) serverBytes() int64 {
-	n := r.h.srv.HTTP.Stats().Bytes
-	if r.h.srv.GRPC != nil {
-		n += r.h.srv.GRPC.Stats().Bytes
+	n := r.h.HTTP.Stats().Bytes
+	if r.h.GRPC != nil {
+		n += r.h.GRPC.Stats().Bytes
 	}
 	return n
 }
 
 func (r *benchRig) resetServer() {
-	r.h.srv.HTTP.ResetStats()
-	if r.h.srv.GRPC != nil {
-		r.h.srv.GRPC.ResetStats()
+	r.h.HTTP.ResetStats()
+	if r.h.GRPC != nil {
+		r.h.GRPC.ResetStats()
 	}
 }
 

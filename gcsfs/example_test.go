@@ -20,19 +20,15 @@ import (
 // downloaders.
 func ExampleOptions_stallTimeout() {
 	ctx := context.Background()
-	fsys, err := gcsfs.Open(ctx, "mem://", &gcsfs.Options{
+	fsys, err := memWith(ctx, &gcsfs.Options{
 		StallTimeout: 10 * time.Second,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}, "greeting.txt", []byte("hello\n"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer fsys.Close()
-	if err := fsys.Bucket().WriteAll(ctx, "greeting.txt", []byte("hello\n"), nil); err != nil {
-		fmt.Println(err)
-		return
-	}
 	data, err := fsys.ReadFile("greeting.txt")
 	switch {
 	case errors.Is(err, gcsfs.ErrStalled):
@@ -83,16 +79,12 @@ func ExampleOpen() {
 // Concurrency ranges in parallel.
 func ExampleFS_ReadFile() {
 	ctx := context.Background()
-	fsys, err := gcsfs.Open(ctx, "mem://", &gcsfs.Options{Concurrency: 4})
+	fsys, err := memWith(ctx, &gcsfs.Options{Concurrency: 4}, "data.txt", []byte("every byte of data.txt\n"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer fsys.Close()
-	if err := fsys.Bucket().WriteAll(ctx, "data.txt", []byte("every byte of data.txt\n"), nil); err != nil {
-		fmt.Println(err)
-		return
-	}
 	data, err := fsys.ReadFile("data.txt")
 	if err != nil {
 		fmt.Println(err)
@@ -111,16 +103,12 @@ func ExampleFS_ReadFile() {
 // written, so memory stays bounded for any object size.
 func ExampleFile_WriteTo() {
 	ctx := context.Background()
-	fsys, err := gcsfs.Open(ctx, "mem://", nil)
+	fsys, err := memWith(ctx, nil, "big.bin", bytes.Repeat([]byte("0123456789"), 300_000))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer fsys.Close()
-	if err := fsys.Bucket().WriteAll(ctx, "big.bin", bytes.Repeat([]byte("0123456789"), 300_000), nil); err != nil {
-		fmt.Println(err)
-		return
-	}
 	file, err := fsys.OpenContext(ctx, "big.bin")
 	if err != nil {
 		fmt.Println(err)
@@ -143,16 +131,12 @@ func ExampleFile_WriteTo() {
 // bytes that were there.
 func ExampleFile_ReadAt() {
 	ctx := context.Background()
-	fsys, err := gcsfs.Open(ctx, "mem://", nil)
+	fsys, err := memWith(ctx, nil, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer fsys.Close()
-	if err := fsys.Bucket().WriteAll(ctx, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"), nil); err != nil {
-		fmt.Println(err)
-		return
-	}
 	file, err := fsys.OpenContext(ctx, "abc.txt")
 	if err != nil {
 		fmt.Println(err)
@@ -167,4 +151,18 @@ func ExampleFile_ReadAt() {
 	// Output:
 	// "klmno" <nil>
 	// "xyz" EOF
+}
+
+// memWith opens a mem:// FS with opts holding one object, name with data:
+// where the examples that read start from.
+func memWith(ctx context.Context, opts *gcsfs.Options, name string, data []byte) (*gcsfs.FS, error) {
+	fsys, err := gcsfs.Open(ctx, "mem://", opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsys.Bucket().WriteAll(ctx, name, data, nil); err != nil {
+		fsys.Close()
+		return nil, err
+	}
+	return fsys, nil
 }

@@ -11,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/storage"
-	"gocloud.dev/blob"
-
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -24,56 +22,36 @@ const fakeBucket = "conformance"
 // fakeHarness is a bucket on the in-process fake servers, read over HTTP
 // range requests or (zonal) over gRPC multi-range downloaders.
 type fakeHarness struct {
-	srv    *testserver.Server
-	bucket *blob.Bucket
-	grpc   *storage.Client
+	*testserver.Test
+	zonal bool
 }
 
 func newFakeHarness(t testing.TB, zonal bool) *fakeHarness {
 	t.Helper()
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{fakeBucket}, NoGRPC: !zonal})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &fakeHarness{srv: srv}
-	ctx := context.Background()
-	if h.bucket, err = srv.OpenBucket(ctx, fakeBucket); err != nil {
-		t.Fatal(err)
-	}
-	if zonal {
-		if h.grpc, err = srv.GRPCClient(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return h
+	return &fakeHarness{Test: testserver.NewTest(t, &testserver.Options{Buckets: []string{fakeBucket}, NoGRPC: !zonal}), zonal: zonal}
 }
 
 func (h *fakeHarness) Put(_ context.Context, name string, data []byte) error {
-	_, err := h.srv.PutObject(fakeBucket, name, data)
+	_, err := h.PutObject(fakeBucket, name, data)
 	return err
 }
 
 func (h *fakeHarness) Delete(_ context.Context, name string) error {
-	return h.srv.DeleteObject(fakeBucket, name)
+	return h.DeleteObject(fakeBucket, name)
 }
 
 func (h *fakeHarness) FS(ctx context.Context, opts *gcsfs.Options) (*gcsfs.FS, error) {
 	o := *opts
 	o.BucketName = fakeBucket
 	o.Zonal = gcsfs.ZonalOff
-	if h.grpc != nil {
-		o.Zonal, o.GRPCClient = gcsfs.ZonalOn, h.grpc
+	if h.zonal {
+		o.Zonal, o.GRPCClient = gcsfs.ZonalOn, h.GRPCStorage
 	}
-	return gcsfs.New(ctx, h.bucket, &o)
+	return gcsfs.New(ctx, h.Blob, &o)
 }
 
-func (h *fakeHarness) Close() {
-	h.bucket.Close()
-	if h.grpc != nil {
-		h.grpc.Close()
-	}
-	h.srv.Close()
-}
+// Close does nothing: NewTest's Cleanup closes the server and clients.
+func (h *fakeHarness) Close() {}
 
 func TestConformanceHTTPFake(t *testing.T) {
 	gcsfstest.RunConformanceTests(t, func(t *testing.T) gcsfstest.Harness { return newFakeHarness(t, false) })
@@ -86,8 +64,7 @@ func TestConformanceGRPCFake(t *testing.T) {
 // Neither fake reports a zonal bucket: auto-detection asks and says no.
 func TestZonalAutoDetect(t *testing.T) {
 	h := newFakeHarness(t, false)
-	defer h.Close()
-	f, err := gcsfs.New(context.Background(), h.bucket, &gcsfs.Options{BucketName: fakeBucket})
+	f, err := gcsfs.New(context.Background(), h.Blob, &gcsfs.Options{BucketName: fakeBucket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +72,7 @@ func TestZonalAutoDetect(t *testing.T) {
 	if f.Zonal() {
 		t.Fatal("fake bucket detected as zonal")
 	}
-	if h.srv.HTTP.Stats().MetadataRequests == 0 {
+	if h.HTTP.Stats().MetadataRequests == 0 {
 		t.Fatal("auto-detection did not ask the server")
 	}
 }
@@ -107,9 +84,8 @@ func TestServerBytesPerByteUsed(t *testing.T) {
 	for _, zonal := range []bool{false, true} {
 		t.Run(map[bool]string{false: "HTTP", true: "MRD"}[zonal], func(t *testing.T) {
 			h := newFakeHarness(t, zonal)
-			defer h.Close()
 			const size = 24 << 20
-			data := gcsfstest.Data(size, 8)
+			data := testkit.RandomBytes(size, 8)
 			h.Put(context.Background(), "obj", data)
 			opts := &gcsfs.Options{MaxPrefetch: 8 << 20}
 			f, err := h.FS(context.Background(), opts)
@@ -119,9 +95,9 @@ func TestServerBytesPerByteUsed(t *testing.T) {
 			defer f.Close()
 			sent := func() int64 {
 				if zonal {
-					return h.srv.GRPC.Stats().Bytes
+					return h.GRPC.Stats().Bytes
 				}
-				return h.srv.HTTP.Stats().Bytes
+				return h.HTTP.Stats().Bytes
 			}
 
 			file, err := f.OpenContext(context.Background(), "obj")
@@ -174,8 +150,7 @@ func TestServerBytesPerByteUsed(t *testing.T) {
 // readers at once never push the buffers past it.
 func TestPrefetchBudgetHeldAcrossFiles(t *testing.T) {
 	h := newFakeHarness(t, false)
-	defer h.Close()
-	data := gcsfstest.Data(8<<20, 9)
+	data := testkit.RandomBytes(8<<20, 9)
 	h.Put(context.Background(), "obj", data)
 	const budget = 3 << 20
 	f, err := h.FS(context.Background(), &gcsfs.Options{MaxPrefetch: 2 << 20, BlockSize: 256 << 10, MinPartSize: 256 << 10, PrefetchBudget: budget})
@@ -211,12 +186,12 @@ func TestPrefetchBudgetHeldAcrossFiles(t *testing.T) {
 func TestCloseRacesPrefetch(t *testing.T) {
 	for _, zonal := range []bool{false, true} {
 		h := newFakeHarness(t, zonal)
-		data := gcsfstest.Data(16<<20, 10)
+		data := testkit.RandomBytes(16<<20, 10)
 		h.Put(context.Background(), "obj", data)
 		shape := testserver.Shape{Latency: 5 * time.Millisecond, ConnBandwidth: 20 << 20}
-		h.srv.HTTP.SetShape(shape)
+		h.HTTP.SetShape(shape)
 		if zonal {
-			h.srv.GRPC.SetShape(shape)
+			h.GRPC.SetShape(shape)
 		}
 		f, err := h.FS(context.Background(), &gcsfs.Options{MaxPrefetch: 4 << 20})
 		if err != nil {
@@ -256,6 +231,5 @@ func TestCloseRacesPrefetch(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Wait()
-		h.Close()
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // fileHarness is a file:// bucket in a temporary directory.
@@ -56,7 +57,7 @@ func TestFileOverwriteSameSizeAndTime(t *testing.T) {
 	}
 	defer b.Close()
 	ctx := context.Background()
-	old, fresh := gcsfstest.Data(64<<10, 1), gcsfstest.Data(64<<10, 2)
+	old, fresh := testkit.RandomBytes(64<<10, 1), testkit.RandomBytes(64<<10, 2)
 	if err := b.WriteAll(ctx, "ow", old, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 	"gocloud.dev/blob/memblob"
 
 	"github.com/zonalread/zonalread/gcsfs"
-	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
 	"github.com/zonalread/zonalread/internal/byterange"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // FuzzFile drives a File with a random sequence of Read, ReadAt, Seek and
@@ -29,7 +29,7 @@ func FuzzFile(f *testing.F) {
 	f.Add(uint16(1), []byte{3, 0, 0, 0, 1, 0, 1, 1, 0})
 	f.Add(uint16(40000), []byte{2, 0, 0, 0, 200, 0, 0, 200, 0, 0, 200, 0, 1, 100, 0, 2, 1, 0, 0, 250, 0})
 	f.Add(uint16(65535), []byte{0, 255, 255, 2, 0, 0, 0, 255, 3, 1, 17, 0, 3, 0, 0, 0, 255, 255})
-	data := gcsfstest.Data(1<<16, 99)
+	data := testkit.RandomBytes(1<<16, 99)
 	bucket := memblob.OpenBucket(nil)
 	defer bucket.Close()
 	ctx := context.Background()
@@ -126,7 +126,7 @@ func FuzzRanges(f *testing.F) {
 	} {
 		f.Add(s[0], s[1], uint8(s[2]))
 	}
-	data := gcsfstest.Data(1000, 5)
+	data := testkit.RandomBytes(1000, 5)
 	bucket := memblob.OpenBucket(nil)
 	defer bucket.Close()
 	ctx := context.Background()

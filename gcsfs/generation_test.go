@@ -9,6 +9,7 @@ import (
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 	"github.com/zonalread/zonalread/mrdpool"
 )
@@ -18,16 +19,10 @@ import (
 // object's bytes (sequential reads, ReadAt at 0 and elsewhere, ReadFile),
 // and one answering with another generation fails with ErrObjectChanged.
 func TestOpenChecksHTTPResponses(t *testing.T) {
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{"emu"}, NoGRPC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.HTTPURL(), "http://"))
-	data := gcsfstest.Data(2<<20+5, 78)
-	if _, err := srv.PutObject("emu", "obj", data); err != nil {
-		t.Fatal(err)
-	}
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"emu"}, NoGRPC: true})
+	srv.SetEmulatorEnv(t)
+	data := testkit.RandomBytes(2<<20+5, 78)
+	srv.Put(t, "obj", data)
 	f, err := gcsfs.Open(context.Background(), "gs://emu?zonal=false", &gcsfs.Options{BlockSize: 64 << 10, MinPartSize: 64 << 10, Retries: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -10,21 +10,16 @@ import (
 	"testing"
 
 	"github.com/zonalread/zonalread/gcsfs"
-	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
 // gs:// URLs through the emulator variables, over HTTP and zonal gRPC.
 func TestOpenGSWithEmulator(t *testing.T) {
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{"emu"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.HTTPURL(), "http://"))
-	t.Setenv("STORAGE_EMULATOR_HOST_GRPC", srv.GRPCAddr())
-	data := gcsfstest.Data(3<<20+1, 77)
-	srv.PutObject("emu", "dir/obj", data)
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"emu"}})
+	srv.SetEmulatorEnv(t)
+	data := testkit.RandomBytes(3<<20+1, 77)
+	srv.Put(t, "dir/obj", data)
 	for _, u := range []string{"gs://emu", "gs://emu?zonal=true", "gs://emu?zonal=false"} {
 		f, err := gcsfs.Open(context.Background(), u, nil)
 		if err != nil {

@@ -1,6 +1,7 @@
 package gcsfs
 
 import (
+	"cmp"
 	"log/slog"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/zonalread/zonalread/directbuf"
+	"github.com/zonalread/zonalread/internal/defaults"
 	"github.com/zonalread/zonalread/mrdpool"
 	"github.com/zonalread/zonalread/prefetch"
 )
@@ -134,35 +136,14 @@ type Options struct {
 }
 
 func (o *Options) normalize() Options {
-	var r Options
-	if o != nil {
-		r = *o
-	}
-	if r.PoolSize <= 0 {
-		r.PoolSize = DefaultPoolSize
-	}
-	if r.Concurrency <= 0 {
-		r.Concurrency = DefaultConcurrency
-	}
-	if r.BlockSize <= 0 {
-		r.BlockSize = DefaultBlockSize
-	}
-	if r.MaxPrefetch <= 0 {
-		r.MaxPrefetch = DefaultMaxPrefetch
-	}
-	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
-	if r.MinPartSize <= 0 {
-		r.MinPartSize = DefaultMinPartSize
-	}
-	if r.PrefetchBudget <= 0 {
-		r.PrefetchBudget = max(DefaultPrefetchBudget, 2*r.MaxPrefetch)
-	}
-	if r.Retries == 0 {
-		r.Retries = DefaultRetries
-	}
-	if r.StallTimeout == 0 {
-		r.StallTimeout = DefaultStallTimeout
-	}
+	// BlockSize, MinPartSize, Concurrency and Retries go down as given:
+	// prefetch and mrdpool apply their own defaults, one home each. The
+	// settings below are the ones this package uses itself.
+	r := defaults.Of(o)
+	r.PoolSize = defaults.Positive(r.PoolSize, DefaultPoolSize)
+	r.MaxPrefetch = max(defaults.Positive(r.MaxPrefetch, DefaultMaxPrefetch), r.BlockSize)
+	r.PrefetchBudget = defaults.Positive(r.PrefetchBudget, max(DefaultPrefetchBudget, 2*r.MaxPrefetch))
+	r.StallTimeout = cmp.Or(r.StallTimeout, DefaultStallTimeout)
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}

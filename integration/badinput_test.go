@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 func TestBadURLs(t *testing.T) {
@@ -39,13 +40,13 @@ func TestEdgeSizes(t *testing.T) {
 		opts := &gcsfs.Options{MinPartSize: 4096, Concurrency: 4, BlockSize: 4096, MaxPrefetch: 64 << 10}
 		fsys := r.fs(t, opts)
 		for _, n := range []int{0, 1, 4093, 4096, 4099, 16381, 16384, 16411, 65521, 65536, 65537} {
-			src := data(n, byte(n))
-			r.put(t, "e", src)
+			src := testkit.RandomBytes(n, uint64(n))
+			r.Put(t, "e", src)
 			got, err := fsys.ReadFile("e")
 			if err != nil {
 				t.Fatalf("ReadFile(%d bytes): %v", n, err)
 			}
-			same(t, "ReadFile", got, src)
+			testkit.SameBytes(t, "ReadFile", got, src)
 			f, err := fsys.OpenContext(context.Background(), "e")
 			if err != nil {
 				t.Fatal(err)

@@ -56,15 +56,12 @@ func TestUnreachableEndpoint(t *testing.T) {
 // wrapping fs.ErrClosed, and Close does not wait for them.
 func TestCloseEndsBlockedRead(t *testing.T) {
 	forBoth(t, func(t *testing.T, r *rig) {
-		src := data(4<<20, 6)
-		r.put(t, "obj", src)
+		src := testkit.RandomBytes(4<<20, 6)
+		r.Put(t, "obj", src)
 		for _, op := range []string{"Read", "ReadAt", "WriteTo", "ReadFile"} {
 			t.Run(op, func(t *testing.T) {
 				fsys := r.fs(t, &gcsfs.Options{StallTimeout: -1, DisablePrefetch: true})
-				file, err := fsys.OpenContext(context.Background(), "obj")
-				if err != nil {
-					t.Fatal(err)
-				}
+				file := open(t, fsys, "obj")
 				r.ep().ClearFaults()
 				r.ep().ResetStats()
 				r.ep().AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 1000})
@@ -124,16 +121,12 @@ func (w *cancelAt) Write(p []byte) (int, error) {
 func TestWriteToCancelledAtRandom(t *testing.T) {
 	const runs = 200
 	forBoth(t, func(t *testing.T, r *rig) {
-		src := data(256<<10+5, 7)
-		r.put(t, "obj", src)
+		src := testkit.RandomBytes(256<<10+5, 7)
+		r.Put(t, "obj", src)
 		// Windows of 32 KiB in two parts: a cancel lands before, inside or
 		// between windows.
 		fsys := r.fs(t, &gcsfs.Options{MaxPrefetch: 32 << 10, BlockSize: 16 << 10, MinPartSize: 16 << 10, Concurrency: 2})
-		file, err := fsys.OpenContext(context.Background(), "obj")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer file.Close()
+		file := open(t, fsys, "obj")
 		rng := rand.New(rand.NewPCG(11, uint64(len(t.Name()))))
 		var cancelled, whole int
 		for i := range runs {
@@ -151,7 +144,7 @@ func TestWriteToCancelledAtRandom(t *testing.T) {
 			if n != int64(w.Len()) {
 				t.Fatalf("run %d: WriteTo says %d bytes, the writer got %d", i, n, w.Len())
 			}
-			same(t, "bytes before the cancel", w.Bytes(), src[:n])
+			testkit.SameBytes(t, "bytes before the cancel", w.Bytes(), src[:n])
 			switch {
 			case n < int64(len(src)) && err == nil:
 				t.Fatalf("run %d: cancelled at %d: returned (%d < %d, nil)", i, w.at, n, len(src))
@@ -180,17 +173,13 @@ func TestWriteToCancelledAtRandom(t *testing.T) {
 // attempt. A caller's deadline shorter than the stall timeout still wins.
 func TestStallTimeoutAndLogger(t *testing.T) {
 	forBoth(t, func(t *testing.T, r *rig) {
-		src := data(2<<20, 8)
-		r.put(t, "obj", src)
+		src := testkit.RandomBytes(2<<20, 8)
+		r.Put(t, "obj", src)
 		var logs testkit.SyncBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		// Long enough for an open under a loaded race-detector run.
 		fsys := r.fs(t, &gcsfs.Options{StallTimeout: 2 * time.Second, Logger: logger, DisablePrefetch: true})
-		file, err := fsys.OpenContext(context.Background(), "obj")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer file.Close()
+		file := open(t, fsys, "obj")
 
 		r.ep().AddFault(testserver.Fault{Kind: testserver.Fault503, Times: 1})
 		r.ep().AddFault(testserver.Fault{Kind: testserver.FaultReset, AfterBytes: 1000, Times: 1})
@@ -198,10 +187,10 @@ func TestStallTimeoutAndLogger(t *testing.T) {
 		if _, err := file.ReadAt(buf, 0); err != nil {
 			t.Fatalf("read with a 503 and a reset: %v", err)
 		}
-		same(t, "read after a reset", buf, src[:len(buf)])
+		testkit.SameBytes(t, "read after a reset", buf, src[:len(buf)])
 
 		r.ep().AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 1000})
-		_, err = file.ReadAt(buf, 4096)
+		_, err := file.ReadAt(buf, 4096)
 		if !errors.Is(err, gcsfs.ErrStalled) {
 			t.Fatalf("stalled read: err = %v, want ErrStalled", err)
 		}
@@ -215,7 +204,7 @@ func TestStallTimeoutAndLogger(t *testing.T) {
 		if _, err := file.ReadAt(buf, 4096); err != nil {
 			t.Fatalf("read after the server healed: %v", err)
 		}
-		same(t, "read after the stall", buf, src[4096:4096+len(buf)])
+		testkit.SameBytes(t, "read after the stall", buf, src[4096:4096+len(buf)])
 		if s := fsys.Stats(); s.Replaced == 0 {
 			t.Fatalf("stats %+v: the stalled downloader was not replaced", s)
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -41,7 +42,7 @@ func runChildServer() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if _, err := srv.PutObject(bucketName, childObject, data(childObjectSize, childSeed)); err != nil {
+	if _, err := srv.PutObject(bucketName, childObject, testkit.RandomBytes(childObjectSize, childSeed)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -24,8 +25,8 @@ func TestHundredConcurrentReaders(t *testing.T) {
 		r.setShape(testserver.Shape{Latency: 2 * time.Millisecond})
 		objs := make([][]byte, 4)
 		for i := range objs {
-			objs[i] = data(2<<20+i*7919, byte(10+i))
-			r.put(t, fmt.Sprintf("obj%d", i), objs[i])
+			objs[i] = testkit.RandomBytes(2<<20+i*7919, uint64(10+i))
+			r.Put(t, fmt.Sprintf("obj%d", i), objs[i])
 		}
 		const budget = 8 << 20
 		fsys := r.fs(t, &gcsfs.Options{PoolSize: 2, MaxPrefetch: 1 << 20, BlockSize: 128 << 10, MinPartSize: 128 << 10, PrefetchBudget: budget})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -26,8 +27,8 @@ func TestTransientFaultsRecovered(t *testing.T) {
 		{Kind: testserver.FaultShortBody, AfterBytes: 70 << 10, Times: 3},
 	}
 	forBoth(t, func(t *testing.T, r *rig) {
-		src := data(4<<20+3, 1)
-		r.put(t, "obj", src)
+		src := testkit.RandomBytes(4<<20+3, 1)
+		r.Put(t, "obj", src)
 		for _, f := range kinds {
 			t.Run(f.Kind.String(), func(t *testing.T) {
 				fsys := r.fs(t, smallParts)
@@ -36,18 +37,14 @@ func TestTransientFaultsRecovered(t *testing.T) {
 				if err != nil {
 					t.Fatalf("ReadFile under %s faults: %v", f.Kind, err)
 				}
-				same(t, "ReadFile", got, src)
+				testkit.SameBytes(t, "ReadFile", got, src)
 				r.ep().AddFault(f)
-				file, err := fsys.OpenContext(context.Background(), "obj")
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer file.Close()
+				file := open(t, fsys, "obj")
 				got, err = gcsfstest.ReadInChunks(file, 100<<10)
 				if err != nil {
 					t.Fatalf("sequential read under %s faults: %v", f.Kind, err)
 				}
-				same(t, "sequential read", got, src)
+				testkit.SameBytes(t, "sequential read", got, src)
 				if n := faults(r.ep(), f.Kind); n < 2 {
 					t.Fatalf("%d %s faults injected, want the rules used", n, f.Kind)
 				}
@@ -61,16 +58,16 @@ func TestTransientFaultsRecovered(t *testing.T) {
 // is fetched again (gRPC carries a checksum per message).
 func TestCorruptChunkRefetched(t *testing.T) {
 	r := newRig(t, true)
-	src := data(3<<20, 2)
-	r.put(t, "obj", src)
+	src := testkit.RandomBytes(3<<20, 2)
+	r.Put(t, "obj", src)
 	fsys := r.fs(t, smallParts)
-	r.srv.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultCorrupt, AfterBytes: 1000, Times: 4})
+	r.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultCorrupt, AfterBytes: 1000, Times: 4})
 	got, err := fsys.ReadFile("obj")
 	if err != nil {
 		t.Fatal(err)
 	}
-	same(t, "ReadFile with corrupt chunks", got, src)
-	if n := faults(r.srv.GRPC, testserver.FaultCorrupt); n != 4 {
+	testkit.SameBytes(t, "ReadFile with corrupt chunks", got, src)
+	if n := faults(r.GRPC, testserver.FaultCorrupt); n != 4 {
 		t.Fatalf("%d corrupt chunks injected, want 4", n)
 	}
 	if s := fsys.Stats(); s.Retries < 4 {
@@ -82,21 +79,17 @@ func TestCorruptChunkRefetched(t *testing.T) {
 // replaces it and the read completes.
 func TestBrokenStreamReplaced(t *testing.T) {
 	r := newRig(t, true)
-	src := data(4<<20, 3)
-	r.put(t, "obj", src)
+	src := testkit.RandomBytes(4<<20, 3)
+	r.Put(t, "obj", src)
 	fsys := r.fs(t, smallParts)
-	file, err := fsys.OpenContext(context.Background(), "obj")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	r.srv.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultFatal, AfterBytes: 30 << 10, Times: 2})
+	file := open(t, fsys, "obj")
+	r.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultFatal, AfterBytes: 30 << 10, Times: 2})
 	got, err := gcsfstest.ReadInChunks(file, 256<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	same(t, "read across broken streams", got, src)
-	if n := faults(r.srv.GRPC, testserver.FaultFatal); n != 2 {
+	testkit.SameBytes(t, "read across broken streams", got, src)
+	if n := faults(r.GRPC, testserver.FaultFatal); n != 2 {
 		t.Fatalf("%d fatal faults injected", n)
 	}
 	if s := file.Stats(); s.Replaced < 1 {
@@ -111,7 +104,7 @@ func TestBrokenStreamReplaced(t *testing.T) {
 // therefore not retried.
 func TestRetryBudgetExhausted(t *testing.T) {
 	forBoth(t, func(t *testing.T, r *rig) {
-		r.put(t, "obj", data(1<<20, 4))
+		r.Put(t, "obj", testkit.RandomBytes(1<<20, 4))
 		fsys := r.fs(t, &gcsfs.Options{Retries: 2})
 		r.ep().AddFault(testserver.Fault{Kind: testserver.FaultFatal})
 		got, err := fsys.ReadFile("obj")
@@ -135,18 +128,14 @@ func TestRetryBudgetExhausted(t *testing.T) {
 // nothing leaks (goleak in TestMain).
 func TestStallEndsAtDeadline(t *testing.T) {
 	forBoth(t, func(t *testing.T, r *rig) {
-		src := data(1<<20, 5)
-		r.put(t, "obj", src)
+		src := testkit.RandomBytes(1<<20, 5)
+		r.Put(t, "obj", src)
 		fsys := r.fs(t, nil)
-		file, err := fsys.OpenContext(context.Background(), "obj")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer file.Close()
+		file := open(t, fsys, "obj")
 		r.ep().AddFault(testserver.Fault{Kind: testserver.FaultStall, AfterBytes: 1000})
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		_, err = file.ReadAtContext(ctx, make([]byte, 64<<10), 0)
+		_, err := file.ReadAtContext(ctx, make([]byte, 64<<10), 0)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("stalled read = %v, want DeadlineExceeded", err)
 		}
@@ -159,7 +148,7 @@ func TestStallEndsAtDeadline(t *testing.T) {
 		if _, err := file.ReadAtContext(context.Background(), buf, 0); err != nil {
 			t.Fatal(err)
 		}
-		same(t, "after stall", buf, src[:64<<10])
+		testkit.SameBytes(t, "after stall", buf, src[:64<<10])
 	})
 }
 
@@ -170,22 +159,18 @@ func TestObjectChangedMidRead(t *testing.T) {
 	for _, change := range []string{"overwrite", "delete"} {
 		t.Run(change, func(t *testing.T) {
 			forBoth(t, func(t *testing.T, r *rig) {
-				src := data(6<<20, 6)
-				r.put(t, "obj", src)
+				src := testkit.RandomBytes(6<<20, 6)
+				r.Put(t, "obj", src)
 				fsys := r.fs(t, smallParts)
-				file, err := fsys.OpenContext(context.Background(), "obj")
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer file.Close()
+				file := open(t, fsys, "obj")
 				buf := make([]byte, 128<<10)
 				var off int64
 				var changedErr error
 				for off < int64(len(src)) {
 					if off == 1<<20 {
 						if change == "overwrite" {
-							r.put(t, "obj", data(6<<20, 7))
-						} else if err := r.srv.DeleteObject(bucketName, "obj"); err != nil {
+							r.Put(t, "obj", testkit.RandomBytes(6<<20, 7))
+						} else if err := r.DeleteObject(bucketName, "obj"); err != nil {
 							t.Fatal(err)
 						}
 					}
@@ -197,7 +182,7 @@ func TestObjectChangedMidRead(t *testing.T) {
 						changedErr = err
 						break
 					}
-					same(t, fmt.Sprintf("read at %d", off), buf[:n], src[off:off+int64(n)])
+					testkit.SameBytes(t, fmt.Sprintf("read at %d", off), buf[:n], src[off:off+int64(n)])
 					off += int64(n)
 				}
 				if changedErr == nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // killStall is the StallTimeout of the killed-server tests; the issue asks
@@ -56,7 +57,7 @@ func TestServerKilledMidRead(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
 	}
-	src := data(childObjectSize, childSeed)
+	src := testkit.RandomBytes(childObjectSize, childSeed)
 	ops := []string{"Read", "ReadFile", "WriteTo"}
 	run := func(op string, fsys *gcsfs.FS, file *gcsfs.File) (int64, error) {
 		w := &prefixWriter{want: src}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/gcsfs/gcsfstest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -30,8 +31,8 @@ func TestSoak(t *testing.T) {
 		r.setShape(testserver.Shape{Latency: time.Millisecond, ConnBandwidth: 200 << 20})
 		objs := make([][]byte, 3)
 		for i := range objs {
-			objs[i] = data(16<<20+i*104729, byte(40+i))
-			r.put(t, fmt.Sprintf("s%d", i), objs[i])
+			objs[i] = testkit.RandomBytes(16<<20+i*104729, uint64(40+i))
+			r.Put(t, fmt.Sprintf("s%d", i), objs[i])
 		}
 		for _, f := range []testserver.Fault{
 			{Kind: testserver.Fault503, Probability: 0.02},

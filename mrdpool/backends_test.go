@@ -3,18 +3,15 @@ package mrdpool_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/storage"
-	"gocloud.dev/blob"
-
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 	"github.com/zonalread/zonalread/mrdpool"
 )
@@ -24,38 +21,17 @@ const bucketName = "pool-test"
 // rig is one object on the fake servers and a way to make pools for it
 // through either backend.
 type rig struct {
-	srv    *testserver.Server
-	data   []byte
-	name   string
-	grpc   *storage.Client
-	bucket *blob.Bucket
+	*testserver.Test
+	data []byte
+	name string
 }
 
 func newRig(t testing.TB, size int) *rig {
 	t.Helper()
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{bucketName}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{srv: srv, data: make([]byte, size), name: "obj"}
-	rand.NewChaCha8([32]byte{1}).Read(r.data)
-	if _, err := srv.PutObject(bucketName, r.name, r.data); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if r.grpc, err = srv.GRPCClient(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if r.bucket, err = srv.OpenBucket(ctx, bucketName); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.bucket.Close()
-		r.grpc.Close()
-		srv.Close()
-	})
-	srv.HTTP.ResetStats()
-	srv.GRPC.ResetStats()
+	r := &rig{Test: testserver.NewTest(t, &testserver.Options{Buckets: []string{bucketName}}), data: testkit.RandomBytes(size, 1), name: "obj"}
+	r.Put(t, r.name, r.data)
+	r.HTTP.ResetStats()
+	r.GRPC.ResetStats()
 	return r
 }
 
@@ -72,15 +48,15 @@ type backend struct {
 var backends = []backend{
 	{
 		name:  "MRD",
-		make:  func(r *rig) mrdpool.Backend { return mrdpool.NewMRDBackend(r.grpc, bucketName, r.name, nil) },
-		ep:    func(r *rig) *testserver.Endpoint { return r.srv.GRPC },
-		opens: func(r *rig) int64 { return r.srv.GRPC.Stats().Streams },
+		make:  func(r *rig) mrdpool.Backend { return mrdpool.NewMRDBackend(r.GRPCStorage, bucketName, r.name, nil) },
+		ep:    func(r *rig) *testserver.Endpoint { return r.GRPC },
+		opens: func(r *rig) int64 { return r.GRPC.Stats().Streams },
 	},
 	{
 		name:  "RangeReader",
-		make:  func(r *rig) mrdpool.Backend { return mrdpool.NewBlobBackend(r.bucket, r.name, nil) },
-		ep:    func(r *rig) *testserver.Endpoint { return r.srv.HTTP },
-		opens: func(r *rig) int64 { return r.srv.HTTP.Stats().MetadataRequests },
+		make:  func(r *rig) mrdpool.Backend { return mrdpool.NewBlobBackend(r.Blob, r.name, nil) },
+		ep:    func(r *rig) *testserver.Endpoint { return r.HTTP },
+		opens: func(r *rig) int64 { return r.HTTP.Stats().MetadataRequests },
 	},
 }
 
@@ -96,9 +72,7 @@ func checkRange(t *testing.T, r *rig, p *mrdpool.Pool, off, n int64) {
 	if _, err := p.ReadAt(context.Background(), buf, off); err != nil {
 		t.Fatalf("ReadAt(%d, %d): %v", off, n, err)
 	}
-	if !bytes.Equal(buf, r.data[off:off+n]) {
-		t.Fatalf("ReadAt(%d, %d): sha256 %x, want %x", off, n, sha256.Sum256(buf), sha256.Sum256(r.data[off:off+n]))
-	}
+	testkit.SameBytes(t, fmt.Sprintf("ReadAt(%d, %d)", off, n), buf, r.data[off:off+n])
 }
 
 func TestBackendLazyOpen(t *testing.T) {
@@ -182,11 +156,11 @@ func concurrentReads(t *testing.T, r *rig, p *mrdpool.Pool, n int) {
 
 func TestMRDGrowsToPoolSizeThenSharesRoundRobin(t *testing.T) {
 	r := newRig(t, 4<<20)
-	r.srv.GRPC.SetShape(testserver.Shape{Latency: 30 * time.Millisecond})
+	r.GRPC.SetShape(testserver.Shape{Latency: 30 * time.Millisecond})
 	p := mrdpool.New(backends[0].make(r), &mrdpool.Options{PoolSize: 3})
 	defer p.Close()
 	concurrentReads(t, r, p, 12)
-	s := r.srv.GRPC.Stats()
+	s := r.GRPC.Stats()
 	if s.Streams != 3 {
 		t.Fatalf("%d streams at the server, want PoolSize 3", s.Streams)
 	}
@@ -195,18 +169,18 @@ func TestMRDGrowsToPoolSizeThenSharesRoundRobin(t *testing.T) {
 	}
 	// A second burst reuses the same streams.
 	concurrentReads(t, r, p, 12)
-	if s := r.srv.GRPC.Stats(); s.Streams != 3 {
+	if s := r.GRPC.Stats(); s.Streams != 3 {
 		t.Fatalf("second burst opened more streams: %d", s.Streams)
 	}
 }
 
 func TestRangeReaderWaitsWhenFull(t *testing.T) {
 	r := newRig(t, 4<<20)
-	r.srv.HTTP.SetShape(testserver.Shape{Latency: 20 * time.Millisecond})
+	r.HTTP.SetShape(testserver.Shape{Latency: 20 * time.Millisecond})
 	p := mrdpool.New(backends[1].make(r), &mrdpool.Options{PoolSize: 3})
 	defer p.Close()
 	concurrentReads(t, r, p, 12)
-	s := r.srv.HTTP.Stats()
+	s := r.HTTP.Stats()
 	if s.MaxActiveStreams > 3 {
 		t.Fatalf("%d concurrent connections at the server, PoolSize 3", s.MaxActiveStreams)
 	}
@@ -225,9 +199,9 @@ func TestMRDBrokenDownloaderReplaced(t *testing.T) {
 	p := mrdpool.New(backends[0].make(r), &mrdpool.Options{PoolSize: 1, RetryBackoff: time.Millisecond})
 	defer p.Close()
 	checkRange(t, r, p, 0, 1000) // the first downloader is open and fine
-	r.srv.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultFatal, AfterBytes: 300 << 10, Times: 1})
+	r.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultFatal, AfterBytes: 300 << 10, Times: 1})
 	checkRange(t, r, p, 1000, 2<<20)
-	if f := r.srv.GRPC.Stats().Faults[testserver.FaultFatal]; f != 1 {
+	if f := r.GRPC.Stats().Faults[testserver.FaultFatal]; f != 1 {
 		t.Fatalf("fatal faults injected: %d", f)
 	}
 	// The MRD turns permanently broken a moment after it fails the range,
@@ -238,7 +212,7 @@ func TestMRDBrokenDownloaderReplaced(t *testing.T) {
 		t.Fatalf("pool stats %+v: want one downloader replaced and the range resumed", ps)
 	}
 	// Resumed, not restarted: the server sent the range about once.
-	if b := r.srv.GRPC.Stats().Bytes; b > 1000+2<<20+256<<10 {
+	if b := r.GRPC.Stats().Bytes; b > 1000+2<<20+256<<10 {
 		t.Fatalf("server sent %d bytes for a %d-byte range", b, 2<<20)
 	}
 }
@@ -249,9 +223,9 @@ func TestMRDCorruptChunkRefetched(t *testing.T) {
 	r := newRig(t, 4<<20)
 	p := mrdpool.New(backends[0].make(r), &mrdpool.Options{RetryBackoff: time.Millisecond})
 	defer p.Close()
-	r.srv.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultCorrupt, AfterBytes: 1 << 20, Times: 1})
+	r.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultCorrupt, AfterBytes: 1 << 20, Times: 1})
 	checkRange(t, r, p, 0, 3<<20)
-	if f := r.srv.GRPC.Stats().Faults[testserver.FaultCorrupt]; f != 1 {
+	if f := r.GRPC.Stats().Faults[testserver.FaultCorrupt]; f != 1 {
 		t.Fatalf("corrupt faults injected: %d", f)
 	}
 	if ps := p.Stats(); ps.Retries != 1 {
@@ -310,7 +284,7 @@ func TestBackendGenerationPinned(t *testing.T) {
 		p := mrdpool.New(b.make(r), &mrdpool.Options{PoolSize: 2})
 		defer p.Close()
 		checkRange(t, r, p, 0, 100)
-		if _, err := r.srv.PutObject(bucketName, r.name, []byte("new contents")); err != nil {
+		if _, err := r.PutObject(bucketName, r.name, []byte("new contents")); err != nil {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 1000)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/zonalread/zonalread/internal/byterange"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // FuzzPoolReadAt reads ranges at any offset, those near MaxInt64 included
@@ -21,7 +22,7 @@ func FuzzPoolReadAt(f *testing.F) {
 	}{{0, 0}, {0, 100}, {99, 1}, {100, 0}, {100, 1}, {-1, 1}, {M - 5, 10}, {M, 1}, {M - 99, 100}, {M, 0}, {math.MinInt64, 3}} {
 		f.Add(s.off, s.n)
 	}
-	data := testData(100)
+	data := testkit.RandomBytes(100, 1)
 	b := &fakeBackend{data: data}
 	p := New(b, nil)
 	defer p.Close()
@@ -47,7 +48,7 @@ func FuzzPoolReadAt(f *testing.F) {
 // A read whose context is already cancelled fetches nothing: no downloader
 // is opened and no range is added.
 func TestReadAtCancelledFetchesNothing(t *testing.T) {
-	b := &fakeBackend{data: testData(100)}
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1)}
 	p := New(b, nil)
 	defer p.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,7 +103,7 @@ func (b *sizedBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error)
 // A negative object size from the server fails the open with ErrRange
 // instead of reaching the range checks (and prefetch.New, which panics).
 func TestNegativeSizeRejected(t *testing.T) {
-	b := &sizedBackend{fakeBackend{data: testData(100)}}
+	b := &sizedBackend{fakeBackend{data: testkit.RandomBytes(100, 1)}}
 	p := New(b, nil)
 	defer p.Close()
 	if _, err := p.Info(context.Background()); !errors.Is(err, ErrRange) {

@@ -1,6 +1,7 @@
 package mrdpool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/zonalread/zonalread/internal/defaults"
 )
 
 var (
@@ -113,24 +116,11 @@ type Options struct {
 }
 
 func (o *Options) normalize() Options {
-	var r Options
-	if o != nil {
-		r = *o
-	}
-	if r.PoolSize <= 0 {
-		r.PoolSize = DefaultPoolSize
-	}
-	if r.Retries == 0 {
-		r.Retries = DefaultRetries
-	} else if r.Retries < 0 {
-		r.Retries = 0
-	}
-	if r.RetryBackoff <= 0 {
-		r.RetryBackoff = DefaultRetryBackoff
-	}
-	if r.StallTimeout == 0 {
-		r.StallTimeout = DefaultStallTimeout
-	}
+	r := defaults.Of(o)
+	r.PoolSize = defaults.Positive(r.PoolSize, DefaultPoolSize)
+	r.Retries = max(cmp.Or(r.Retries, DefaultRetries), 0) // negative: none
+	r.RetryBackoff = defaults.Positive(r.RetryBackoff, DefaultRetryBackoff)
+	r.StallTimeout = cmp.Or(r.StallTimeout, DefaultStallTimeout)
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}

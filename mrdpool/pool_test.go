@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zonalread/zonalread/internal/byterange"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // fakeBackend serves an in-memory object. Its downloaders can be told to
@@ -116,16 +117,8 @@ func (d *fakeDownloader) Close() error {
 	return nil
 }
 
-func testData(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	return b
-}
-
 func TestLazyNoIOUntilFirstUse(t *testing.T) {
-	b := &fakeBackend{data: testData(100)}
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1)}
 	p := New(b, nil)
 	if b.opens.Load() != 0 {
 		t.Fatal("New opened a downloader")
@@ -144,7 +137,7 @@ func TestLazyNoIOUntilFirstUse(t *testing.T) {
 
 func TestConcurrentFirstCallersOpenOne(t *testing.T) {
 	gate := make(chan struct{})
-	b := &fakeBackend{data: testData(100), openDelay: gate}
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1), openDelay: gate}
 	p := New(b, &Options{PoolSize: 4})
 	defer p.Close()
 	var wg sync.WaitGroup
@@ -167,7 +160,7 @@ func TestConcurrentFirstCallersOpenOne(t *testing.T) {
 }
 
 func TestGrowsToPoolSizeThenShares(t *testing.T) {
-	b := &fakeBackend{data: testData(100), shareable: true}
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1), shareable: true}
 	p := New(b, &Options{PoolSize: 3})
 	defer p.Close()
 	var leases []*lease
@@ -200,7 +193,7 @@ func TestGrowsToPoolSizeThenShares(t *testing.T) {
 }
 
 func TestWaitsWhenBackendCannotShare(t *testing.T) {
-	b := &fakeBackend{data: testData(100)}
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1)}
 	p := New(b, &Options{PoolSize: 2})
 	defer p.Close()
 	l1, _ := p.acquire(context.Background())
@@ -231,7 +224,7 @@ func TestWaitsWhenBackendCannotShare(t *testing.T) {
 }
 
 func TestBrokenDownloaderReplaced(t *testing.T) {
-	b := &fakeBackend{data: testData(10000), shareable: true}
+	b := &fakeBackend{data: testkit.RandomBytes(10000, 1), shareable: true}
 	p := New(b, &Options{PoolSize: 1, RetryBackoff: time.Microsecond})
 	defer p.Close()
 	b.failNext, b.breakNext = errors.New("stream reset"), true
@@ -252,7 +245,7 @@ func TestBrokenDownloaderReplaced(t *testing.T) {
 }
 
 func TestChecksumFailureRefetchesAttempt(t *testing.T) {
-	b := &fakeBackend{data: testData(10000)}
+	b := &fakeBackend{data: testkit.RandomBytes(10000, 1)}
 	p := New(b, &Options{RetryBackoff: time.Microsecond})
 	defer p.Close()
 	b.failNext = fmt.Errorf("%w: test", ErrChecksum)
@@ -270,7 +263,7 @@ func TestChecksumFailureRefetchesAttempt(t *testing.T) {
 }
 
 func TestRetryBudgetEndsInError(t *testing.T) {
-	b := &fakeBackend{data: testData(1000)}
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1)}
 	p := New(b, &Options{Retries: -1})
 	defer p.Close()
 	boom := errors.New("boom")
@@ -283,7 +276,7 @@ func TestRetryBudgetEndsInError(t *testing.T) {
 }
 
 func TestRangeValidatedBeforeAdd(t *testing.T) {
-	b := &fakeBackend{data: testData(100)}
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1)}
 	p := New(b, nil)
 	defer p.Close()
 	for _, c := range []struct{ off, n int64 }{{-1, 1}, {90, 11}, {101, 0}, {100, 1}} {
@@ -301,22 +294,13 @@ func TestRangeValidatedBeforeAdd(t *testing.T) {
 }
 
 func TestCancelDetachesWriter(t *testing.T) {
-	b := &fakeBackend{data: testData(1000), hold: make(chan struct{})}
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), hold: make(chan struct{})}
 	p := New(b, &Options{PoolSize: 1})
-	ctx, cancel := context.WithCancel(context.Background())
 	buf := make([]byte, 1000)
-	errc := make(chan error)
-	go func() {
+	testkit.CancelMidCall(t, func() bool { return b.adds.Load() > 0 }, func(ctx context.Context) error {
 		_, err := p.ReadAt(ctx, buf, 0)
-		errc <- err
-	}()
-	for b.adds.Load() == 0 {
-		runtime.Gosched()
-	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v", err)
-	}
+		return err
+	})
 	clear(buf)
 	close(b.hold) // the range completes after the caller gave up
 	if err := p.Close(); err != nil {
@@ -330,7 +314,7 @@ func TestCancelDetachesWriter(t *testing.T) {
 }
 
 func TestCloseJoinsErrorsAndIsIdempotent(t *testing.T) {
-	b := &fakeBackend{data: testData(100), shareable: true}
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1), shareable: true}
 	p := New(b, &Options{PoolSize: 2})
 	l1, _ := p.acquire(context.Background())
 	l2, _ := p.acquire(context.Background())
@@ -355,7 +339,7 @@ func TestCloseJoinsErrorsAndIsIdempotent(t *testing.T) {
 }
 
 func TestDoubleReleasePanics(t *testing.T) {
-	p := New(&fakeBackend{data: testData(10)}, nil)
+	p := New(&fakeBackend{data: testkit.RandomBytes(10, 1)}, nil)
 	defer p.Close()
 	l, _ := p.acquire(context.Background())
 	l.Release()
@@ -369,7 +353,7 @@ func TestDoubleReleasePanics(t *testing.T) {
 
 func TestConcurrentReadsMatchSource(t *testing.T) {
 	for _, share := range []bool{false, true} {
-		b := &fakeBackend{data: testData(1 << 20), shareable: share}
+		b := &fakeBackend{data: testkit.RandomBytes(1<<20, 1), shareable: share}
 		p := New(b, &Options{PoolSize: 3})
 		var wg sync.WaitGroup
 		for g := range 16 {
@@ -399,21 +383,12 @@ func TestConcurrentReadsMatchSource(t *testing.T) {
 // it closed: a cancelled read must not leave a goroutine waiting for that
 // callback after the pool is closed (goleak checks in TestMain).
 func TestLostCallbackDoesNotLeak(t *testing.T) {
-	b := &fakeBackend{data: testData(1000), shareable: true, dropAll: true}
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), shareable: true, dropAll: true}
 	p := New(b, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error)
-	go func() {
+	testkit.CancelMidCall(t, func() bool { return b.adds.Load() > 0 }, func(ctx context.Context) error {
 		_, err := p.ReadAt(ctx, make([]byte, 100), 0)
-		errc <- err
-	}()
-	for b.adds.Load() == 0 {
-		runtime.Gosched()
-	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v", err)
-	}
+		return err
+	})
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 // stall is logged with the object's name, and the next read works on a
 // fresh downloader.
 func TestStallFailsRangeAndReplacesDownloader(t *testing.T) {
-	data := testData(10000)
+	data := testkit.RandomBytes(10000, 1)
 	b := &fakeBackend{data: data, shareable: true}
 	var logs testkit.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -57,7 +57,7 @@ func TestStallFailsRangeAndReplacesDownloader(t *testing.T) {
 
 // The caller's deadline wins over a longer stall timeout.
 func TestCallerDeadlineBeatsStallTimeout(t *testing.T) {
-	b := &fakeBackend{data: testData(1000), shareable: true, dropAll: true}
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), shareable: true, dropAll: true}
 	p := New(b, &Options{StallTimeout: time.Hour})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -69,7 +69,7 @@ func TestCallerDeadlineBeatsStallTimeout(t *testing.T) {
 
 // An open that never answers fails with ErrStalled.
 func TestStalledOpen(t *testing.T) {
-	b := &fakeBackend{data: testData(1000), openDelay: make(chan struct{})}
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), openDelay: make(chan struct{})}
 	p := New(b, &Options{StallTimeout: 30 * time.Millisecond})
 	defer p.Close()
 	if _, err := p.Info(context.Background()); !errors.Is(err, ErrStalled) {
@@ -82,7 +82,7 @@ func TestStalledOpen(t *testing.T) {
 
 // A negative StallTimeout turns the bound off: only ctx ends the wait.
 func TestStallTimeoutOff(t *testing.T) {
-	b := &fakeBackend{data: testData(1000), shareable: true, dropAll: true}
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), shareable: true, dropAll: true}
 	p := New(b, &Options{StallTimeout: -1})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -95,7 +95,7 @@ func TestStallTimeoutOff(t *testing.T) {
 // Closing the pool ends a range whose downloader never calls back, with an
 // error wrapping fs.ErrClosed.
 func TestCloseEndsSilentRange(t *testing.T) {
-	b := &fakeBackend{data: testData(1000), shareable: true, dropAll: true}
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), shareable: true, dropAll: true}
 	p := New(b, &Options{StallTimeout: -1})
 	errc := make(chan error)
 	go func() {

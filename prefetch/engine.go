@@ -34,6 +34,7 @@ import (
 
 	"github.com/zonalread/zonalread/directbuf"
 	"github.com/zonalread/zonalread/internal/byterange"
+	"github.com/zonalread/zonalread/internal/defaults"
 )
 
 // Fetcher reads byte ranges of one object. mrdpool.Pool is one.
@@ -86,26 +87,12 @@ type Options struct {
 }
 
 func (o *Options) normalize() Options {
-	var r Options
-	if o != nil {
-		r = *o
-	}
-	if r.BlockSize <= 0 {
-		r.BlockSize = DefaultBlockSize
-	}
-	if r.MaxPrefetch <= 0 {
-		r.MaxPrefetch = DefaultMaxPrefetch
-	}
-	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
-	if r.MinStreak <= 0 {
-		r.MinStreak = DefaultMinStreak
-	}
-	if r.Concurrency <= 0 {
-		r.Concurrency = DefaultConcurrency
-	}
-	if r.MinPartSize <= 0 {
-		r.MinPartSize = DefaultMinPartSize
-	}
+	r := defaults.Of(o)
+	r.BlockSize = defaults.Positive(r.BlockSize, DefaultBlockSize)
+	r.MaxPrefetch = max(defaults.Positive(r.MaxPrefetch, DefaultMaxPrefetch), r.BlockSize)
+	r.MinStreak = defaults.Positive(r.MinStreak, DefaultMinStreak)
+	r.Concurrency = defaults.Positive(r.Concurrency, DefaultConcurrency)
+	r.MinPartSize = defaults.Positive(r.MinPartSize, DefaultMinPartSize)
 	if r.Buffers == nil {
 		r.Buffers = directbuf.NewPool(2 * r.MaxPrefetch)
 	}

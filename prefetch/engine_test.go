@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/zonalread/zonalread/directbuf"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -33,9 +33,7 @@ type memFetcher struct {
 }
 
 func newMem(n int) *memFetcher {
-	d := make([]byte, n)
-	rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)}).Read(d)
-	return &memFetcher{data: d, failAt: -1}
+	return &memFetcher{data: testkit.RandomBytes(n, uint64(n)), failAt: -1}
 }
 
 func (m *memFetcher) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
@@ -275,19 +273,10 @@ func TestContextCancelWhileWaiting(t *testing.T) {
 	m.setGate(make(chan struct{}))
 	e := New(m, int64(len(m.data)), &smallOpts)
 	defer e.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error)
-	go func() {
+	testkit.CancelMidCall(t, func() bool { return m.requests.Load() > 0 }, func(ctx context.Context) error {
 		_, err := e.ReadAt(ctx, make([]byte, 10), 0)
-		errc <- err
-	}()
-	for m.requests.Load() == 0 {
-		runtime.Gosched()
-	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v", err)
-	}
+		return err
+	})
 }
 
 // Close while prefetches are in flight cancels them, returns the buffers

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,17 +13,11 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // sameBytes fails unless got is want, byte for byte (and by sha256).
-func sameBytes(t *testing.T, got, want []byte) {
-	t.Helper()
-	if sha256.Sum256(got) != sha256.Sum256(want) || !bytes.Equal(got, want) {
-		t.Fatalf("output differs from the object: got %d bytes (sha256 %x), want %d (sha256 %x)",
-			len(got), sha256.Sum256(got), len(want), sha256.Sum256(want))
-	}
-}
-
 // Whole objects, over ranged reads and over gRPC multi-range downloaders
 // (chosen by flag or by URL), are written byte for byte.
 func TestCatWholeObject(t *testing.T) {
@@ -50,7 +43,7 @@ func TestCatWholeObject(t *testing.T) {
 			if r.stderr != "" {
 				t.Errorf("stderr: %q", r.stderr)
 			}
-			sameBytes(t, r.out, big)
+			testkit.SameBytes(t, "output", r.out, big)
 			if got := f.srv.GRPC.Stats().Bytes > 0; got != tc.grpc {
 				t.Errorf("read over gRPC: %v, want %v", got, tc.grpc)
 			}
@@ -90,7 +83,7 @@ func TestCatRanges(t *testing.T) {
 				args := append([]string{"cat", "--zonal", zonal}, tc.args...)
 				r := gcscat(t, append(args, "gs://bkt/big.bin")...)
 				r.check(t, 0, "")
-				sameBytes(t, r.out, big[tc.off:tc.to])
+				testkit.SameBytes(t, "output", r.out, big[tc.off:tc.to])
 			})
 		}
 	}
@@ -206,7 +199,7 @@ func TestCatStats(t *testing.T) {
 	f := startFake(t)
 	r := gcscat(t, "cat", "--stats", "gs://bkt/big.bin")
 	r.check(t, 0, "stats gs://bkt (ranged reads):\n  files 1  asked 5.0 MiB  fetched 5.0 MiB (1.00 per byte asked)")
-	sameBytes(t, r.out, f.objects["big.bin"])
+	testkit.SameBytes(t, "output", r.out, f.objects["big.bin"])
 	r = gcscat(t, "cat", "--stats", "--grpc", "-r", "0-2999999", "gs://bkt/big.bin")
 	r.check(t, 0, "stats gs://bkt (gRPC multi-range downloaders):")
 	for _, want := range []string{"prefetched", "served from prefetch", "wasted", "downloaders", "retries", "buffers peak"} {
@@ -214,7 +207,7 @@ func TestCatStats(t *testing.T) {
 			t.Errorf("stats lack %q:\n%s", want, r.stderr)
 		}
 	}
-	sameBytes(t, r.out, f.objects["big.bin"][:3000000])
+	testkit.SameBytes(t, "output", r.out, f.objects["big.bin"][:3000000])
 	// Stats are printed after a failed read too.
 	r = gcscat(t, "cat", "--stats", "gs://bkt/nope")
 	r.check(t, 1, "stats gs://bkt")
@@ -222,7 +215,7 @@ func TestCatStats(t *testing.T) {
 
 func TestCatFileURL(t *testing.T) {
 	dir := t.TempDir()
-	data := testData(3<<20+7, 9)
+	data := testkit.RandomBytes(3<<20+7, 9)
 	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -232,10 +225,10 @@ func TestCatFileURL(t *testing.T) {
 	url := "file://" + filepath.ToSlash(filepath.Join(dir, "sub", "x.bin"))
 	r := gcscat(t, "cat", url)
 	r.check(t, 0, "")
-	sameBytes(t, r.out, data)
+	testkit.SameBytes(t, "output", r.out, data)
 	r = gcscat(t, "cat", "-r", "10-1048585", url)
 	r.check(t, 0, "")
-	sameBytes(t, r.out, data[10:1048586])
+	testkit.SameBytes(t, "output", r.out, data[10:1048586])
 	r = gcscat(t, "cat", "file://"+filepath.ToSlash(filepath.Join(dir, "missing")))
 	r.check(t, 1, "missing: no such object")
 	r = gcscat(t, "cat", "--zonal", "on", url)
@@ -309,13 +302,13 @@ func TestProgress(t *testing.T) {
 		t.Error("isTerminal true for a pipe or a buffer")
 	}
 
-	data := testData(progressMin+1000, 3)
+	data := testkit.RandomBytes(progressMin+1000, 3)
 	w, done := progressTo(&dst, &errBuf, int64(len(data)), "gs://b/o")
 	for i := 0; i < len(data); i += 1 << 20 {
 		w.Write(data[i:min(i+1<<20, len(data))])
 	}
 	done()
-	sameBytes(t, dst.Bytes(), data)
+	testkit.SameBytes(t, "output", dst.Bytes(), data)
 	if errBuf.Len() == 0 {
 		t.Error("forced progress bar drew nothing")
 	}
@@ -366,6 +359,6 @@ func TestCatInterruptedMidRead(t *testing.T) {
 		if len(got) == 0 || len(got) >= len(src) {
 			t.Errorf("zonal %s: %d of %d bytes written before the interrupt took effect", zonal, len(got), len(src))
 		}
-		sameBytes(t, got, src[:len(got)])
+		testkit.SameBytes(t, "output", got, src[:len(got)])
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"cloud.google.com/go/storage"
+
 	"github.com/zonalread/zonalread/gcsfs"
 )
 

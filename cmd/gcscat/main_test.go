@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/zonalread/zonalread/internal/leaktest"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -28,44 +28,26 @@ const testBucket = "bkt"
 // fake is the in-process fake GCS with the test objects, with gs:// URLs
 // pointed at it. Tests that use it must not be parallel (environment).
 type fake struct {
-	srv     *testserver.Server
+	srv     *testserver.Test
 	objects map[string][]byte
 	gens    map[string]int64
 }
 
-// testData is n reproducible pseudo-random bytes.
-func testData(n int, seed uint64) []byte {
-	var key [32]byte
-	key[0] = byte(seed)
-	b := make([]byte, n)
-	rand.NewChaCha8(key).Read(b)
-	return b
-}
-
 func startFake(t *testing.T) *fake {
 	t.Helper()
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{testBucket}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		http.DefaultClient.CloseIdleConnections()
-	})
-	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.HTTPURL(), "http://"))
-	t.Setenv("STORAGE_EMULATOR_HOST_GRPC", srv.GRPCAddr())
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{testBucket}})
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	srv.SetEmulatorEnv(t)
 	f := &fake{srv: srv, objects: map[string][]byte{
 		// Not a multiple of any read or part size.
-		"big.bin":       testData(5<<20+12345, 1),
+		"big.bin":       testkit.RandomBytes(5<<20+12345, 1),
 		"small.txt":     []byte("hello, gcscat\nsecond line\n"),
 		"empty":         {},
 		"dir/a.txt":     []byte("a\n"),
 		"dir/sub/b.txt": []byte("bb\n"),
 	}, gens: map[string]int64{}}
 	for name, data := range f.objects {
-		if f.gens[name], err = srv.PutObject(testBucket, name, data); err != nil {
-			t.Fatal(err)
-		}
+		f.gens[name] = srv.Put(t, name, data)
 	}
 	return f
 }

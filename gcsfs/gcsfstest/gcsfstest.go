@@ -8,7 +8,6 @@ package gcsfstest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"testing/iotest"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // Harness gives the suite one empty bucket of a backend.
@@ -63,13 +63,6 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 	}
 }
 
-// Data returns n deterministic pseudo-random bytes.
-func Data(n int, seed uint64) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24)}).Read(b)
-	return b
-}
-
 // smallOpts makes windows and parts small so small objects exercise
 // prefetching, splitting and part boundaries.
 func smallOpts() *gcsfs.Options {
@@ -93,22 +86,15 @@ func openFS(t *testing.T, h Harness, opts *gcsfs.Options) *gcsfs.FS {
 	return f
 }
 
-func sameBytes(t *testing.T, what string, got, want []byte) {
-	t.Helper()
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s: got %d bytes (sha256 %x), want %d bytes (sha256 %x)", what, len(got), sha256.Sum256(got), len(want), sha256.Sum256(want))
-	}
-}
-
 func testFSTest(t *testing.T, h Harness) {
 	files := map[string][]byte{
 		"a.txt":             []byte("hello"),
 		"empty":             {},
 		"dir/b.txt":         []byte("bee"),
-		"dir/sub/c.bin":     Data(100<<10+3, 1),
-		"dir/sub/d.bin":     Data(7, 2),
+		"dir/sub/c.bin":     testkit.RandomBytes(100<<10+3, 1),
+		"dir/sub/d.bin":     testkit.RandomBytes(7, 2),
 		"dir.x/e":           []byte("e"),
-		"deep/er/still/f.z": Data(12345, 3),
+		"deep/er/still/f.z": testkit.RandomBytes(12345, 3),
 	}
 	var names []string
 	for name, data := range files {
@@ -124,7 +110,7 @@ func testFSTest(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameBytes(t, name, got, data)
+		testkit.SameBytes(t, name, got, data)
 	}
 	m, err := f.Glob("dir/sub/*.bin")
 	if err != nil || len(m) != 2 || m[0] != "dir/sub/c.bin" || m[1] != "dir/sub/d.bin" {
@@ -139,18 +125,18 @@ func testReadFileSizes(t *testing.T, h Harness) {
 	f := openFS(t, h, smallOpts())
 	for i, n := range sizes {
 		name := fmt.Sprintf("obj-%d", n)
-		data := Data(n, uint64(i))
+		data := testkit.RandomBytes(n, uint64(i))
 		put(t, h, name, data)
 		got, err := f.ReadFile(name)
 		if err != nil {
 			t.Fatalf("ReadFile %s: %v", name, err)
 		}
-		sameBytes(t, name, got, data)
+		testkit.SameBytes(t, name, got, data)
 	}
 }
 
 func testSequentialRead(t *testing.T, h Harness) {
-	data := Data(2<<20+17, 7)
+	data := testkit.RandomBytes(2<<20+17, 7)
 	put(t, h, "big", data)
 	for _, chunk := range []int{1000, 4 << 10, 64 << 10, 300 << 10} {
 		f := openFS(t, h, smallOpts())
@@ -162,7 +148,7 @@ func testSequentialRead(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameBytes(t, fmt.Sprintf("read in %d-byte chunks", chunk), got, data)
+		testkit.SameBytes(t, fmt.Sprintf("read in %d-byte chunks", chunk), got, data)
 		s := file.Stats()
 		if s.Prefetched == 0 {
 			t.Errorf("chunk %d: a sequential read did not prefetch: %+v", chunk, s)
@@ -189,7 +175,7 @@ func ReadInChunks(r io.Reader, chunk int) ([]byte, error) {
 
 func testIOTestReader(t *testing.T, h Harness) {
 	for i, n := range []int{0, 1, 40<<10 + 1} {
-		data := Data(n, uint64(100+i))
+		data := testkit.RandomBytes(n, uint64(100+i))
 		name := fmt.Sprintf("r%d", n)
 		put(t, h, name, data)
 		f := openFS(t, h, smallOpts())
@@ -205,7 +191,7 @@ func testIOTestReader(t *testing.T, h Harness) {
 }
 
 func testRandomReadAt(t *testing.T, h Harness) {
-	data := Data(1<<20+3, 11)
+	data := testkit.RandomBytes(1<<20+3, 11)
 	put(t, h, "rnd", data)
 	f := openFS(t, h, smallOpts())
 	file, err := f.OpenContext(context.Background(), "rnd")
@@ -222,7 +208,7 @@ func testRandomReadAt(t *testing.T, h Harness) {
 		if _, err := file.ReadAt(buf, off); err != nil {
 			t.Fatal(err)
 		}
-		sameBytes(t, fmt.Sprintf("ReadAt(%d, %d)", off, n), buf, data[off:off+int64(n)])
+		testkit.SameBytes(t, fmt.Sprintf("ReadAt(%d, %d)", off, n), buf, data[off:off+int64(n)])
 		asked += int64(n)
 	}
 	// Random reads never prefetch: what is fetched is what was asked.
@@ -232,7 +218,7 @@ func testRandomReadAt(t *testing.T, h Harness) {
 }
 
 func testWriteTo(t *testing.T, h Harness) {
-	data := Data(3<<20+5, 12)
+	data := testkit.RandomBytes(3<<20+5, 12)
 	put(t, h, "wt", data)
 	f := openFS(t, h, smallOpts())
 	file, err := f.OpenContext(context.Background(), "wt")
@@ -248,14 +234,14 @@ func testWriteTo(t *testing.T, h Harness) {
 	if err != nil || n != int64(len(data)-1000) {
 		t.Fatalf("WriteTo = %d, %v", n, err)
 	}
-	sameBytes(t, "WriteTo", buf.Bytes(), data[1000:])
+	testkit.SameBytes(t, "WriteTo", buf.Bytes(), data[1000:])
 	if n, err := file.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("Read after WriteTo = %d, %v; want EOF", n, err)
 	}
 }
 
 func testConcurrentReaders(t *testing.T, h Harness) {
-	data := Data(1<<20, 13)
+	data := testkit.RandomBytes(1<<20, 13)
 	put(t, h, "shared", data)
 	opts := smallOpts()
 	opts.PoolSize = 2
@@ -355,7 +341,7 @@ func testErrors(t *testing.T, h Harness) {
 // An object overwritten (or deleted) after open: a read returns the old
 // bytes or an error wrapping ErrObjectChanged, never a mix.
 func testOverwritten(t *testing.T, h Harness) {
-	old := Data(200<<10, 20)
+	old := testkit.RandomBytes(200<<10, 20)
 	put(t, h, "ow", old)
 	opts := smallOpts()
 	opts.DisablePrefetch = true // nothing cached: every read goes to the server
@@ -371,14 +357,14 @@ func testOverwritten(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		if change == "overwrite" {
-			put(t, h, "ow", Data(200<<10, 21))
+			put(t, h, "ow", testkit.RandomBytes(200<<10, 21))
 		} else if err := h.Delete(context.Background(), "ow"); err != nil {
 			t.Fatal(err)
 		}
 		_, err = file.ReadAt(buf, 100<<10)
 		switch {
 		case err == nil:
-			sameBytes(t, change, buf, old[100<<10:110<<10])
+			testkit.SameBytes(t, change, buf, old[100<<10:110<<10])
 		case !errors.Is(err, gcsfs.ErrObjectChanged):
 			t.Fatalf("%s: read = %v, want old bytes or ErrObjectChanged", change, err)
 		}
@@ -387,7 +373,7 @@ func testOverwritten(t *testing.T, h Harness) {
 }
 
 func testContextCanceled(t *testing.T, h Harness) {
-	put(t, h, "c", Data(100<<10, 30))
+	put(t, h, "c", testkit.RandomBytes(100<<10, 30))
 	f := openFS(t, h, smallOpts())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // NameLimiter is implemented by a Harness whose store cannot hold every
@@ -65,7 +67,7 @@ func testNames(t *testing.T, h Harness) {
 			continue
 		}
 		put = append(put, name)
-		data := Data(10+i, uint64(200+i))
+		data := testkit.RandomBytes(10+i, uint64(200+i))
 		if strings.HasSuffix(name, "/") {
 			data = nil // placeholders are empty
 		}
@@ -111,7 +113,7 @@ func testNames(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatalf("ReadFile(%q): %v", name, err)
 		}
-		sameBytes(t, name, got, Data(10+i, uint64(200+i)))
+		testkit.SameBytes(t, name, got, testkit.RandomBytes(10+i, uint64(200+i)))
 	}
 	checkNameRules(t, f, put)
 }

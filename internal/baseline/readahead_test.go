@@ -11,16 +11,15 @@ import (
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/memblob"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 func newObject(t testing.TB, size int) (*blob.Bucket, []byte) {
 	t.Helper()
 	b := memblob.OpenBucket(nil)
 	t.Cleanup(func() { b.Close() })
-	data := make([]byte, size)
-	for i := range data {
-		data[i] = byte(i*7 + i>>8)
-	}
+	data := testkit.RandomBytes(size, uint64(size))
 	if err := b.WriteAll(context.Background(), "obj", data, nil); err != nil {
 		t.Fatal(err)
 	}

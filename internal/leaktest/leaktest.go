@@ -8,12 +8,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-// Ignores are goroutines started by dependencies at init, not by our code.
-var Ignores = []goleak.Option{
+// ignores are goroutines started by dependencies at init, not by our code.
+var ignores = []goleak.Option{
 	// go.opencensus.io (linked in by cloud.google.com/go/storage) starts a
 	// stats worker in an init function that never ends.
 	goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
 }
 
 // VerifyTestMain runs the tests, then fails if any goroutine is left.
-func VerifyTestMain(m *testing.M) { goleak.VerifyTestMain(m, Ignores...) }
+func VerifyTestMain(m *testing.M) { goleak.VerifyTestMain(m, ignores...) }

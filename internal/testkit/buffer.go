@@ -1,4 +1,7 @@
-// Package testkit holds helpers shared by the module's tests.
+// Package testkit holds helpers shared by the module's tests: seeded random
+// data, byte comparison by hash, waiting on a condition, and a buffer safe for
+// concurrent use. Fake servers started for one test live in
+// internal/testserver (NewTest).
 package testkit
 
 import (

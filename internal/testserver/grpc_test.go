@@ -7,7 +7,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -65,14 +64,6 @@ func (s *grpcTestStore) put(bucket, name string, data []byte) storedObject {
 	return o
 }
 
-func randomBytes(n int, seed uint64) []byte {
-	var key [32]byte
-	key[0] = byte(seed)
-	b := make([]byte, n)
-	_, _ = rand.NewChaCha8(key).Read(b)
-	return b
-}
-
 type grpcFixture struct {
 	store  *grpcTestStore
 	ep     *Endpoint
@@ -99,7 +90,7 @@ func newGRPCFixture(t *testing.T, shape Shape) *grpcFixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	f := &grpcFixture{store: &grpcTestStore{}, ep: newEndpoint(shape, 1), ctx: ctx}
-	f.data = randomBytes(3<<20+12345, 7)
+	f.data = testkit.RandomBytes(3<<20+12345, 7)
 	f.store.put("b", "obj", f.data)
 	g, err := newGRPCServer(f.store, f.ep)
 	if err != nil {
@@ -115,17 +106,6 @@ func newGRPCFixture(t *testing.T, shape Shape) *grpcFixture {
 	f.client = c
 	f.bkt = c.Bucket("b")
 	return f
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 type rangeResult struct {
@@ -239,11 +219,11 @@ func TestGRPCMultiRangeDownloader(t *testing.T) {
 	if s.Requests != int64(len(specs)) || s.Bytes != wantBytes || s.Streams != 1 || s.FaultsInjected() != 0 {
 		t.Errorf("stats = %+v, want %d requests, %d bytes, 1 stream", s, len(specs), wantBytes)
 	}
-	waitFor(t, "the stream to close", func() bool { return f.ep.Stats().ActiveStreams == 0 })
+	testkit.WaitFor(t, "the stream to close", func() bool { return f.ep.Stats().ActiveStreams == 0 })
 
 	// A new generation; the handle and an explicit generation still read
 	// the old one.
-	newData := randomBytes(1000, 8)
+	newData := testkit.RandomBytes(1000, 8)
 	f.store.put("b", "obj", newData)
 	mrd, err = obj.ReadHandle(h).NewMultiRangeDownloader(f.ctx)
 	if err != nil {
@@ -297,7 +277,7 @@ func TestGRPCMultipleStreams(t *testing.T) {
 	if s := f.ep.Stats(); s.Streams != 3 || s.MaxActiveStreams != 3 || s.Requests != 12 {
 		t.Errorf("stats = %+v, want 3 streams, 12 requests", s)
 	}
-	waitFor(t, "the streams to close", func() bool { return f.ep.Stats().ActiveStreams == 0 })
+	testkit.WaitFor(t, "the streams to close", func() bool { return f.ep.Stats().ActiveStreams == 0 })
 }
 
 func TestGRPCRangeReader(t *testing.T) {
@@ -492,7 +472,7 @@ func TestGRPCFaults(t *testing.T) {
 		ok := addRange(mrd, 0, 10) // not stalled: the stream goes on
 		<-ok.done
 		ok.check(t, f.data)
-		waitFor(t, "the stalled range's bytes", func() bool { return r.buf.Len() == int(after) })
+		testkit.WaitFor(t, "the stalled range's bytes", func() bool { return r.buf.Len() == int(after) })
 		select {
 		case <-r.done:
 			t.Fatal("stalled range completed")
@@ -510,7 +490,7 @@ func TestGRPCFaults(t *testing.T) {
 		if s := f.ep.Stats(); s.Faults[FaultStall] != 1 {
 			t.Errorf("faults = %v", s.Faults)
 		}
-		waitFor(t, "the stalled stream to end", func() bool { return f.ep.Stats().ActiveStreams == 0 })
+		testkit.WaitFor(t, "the stalled stream to end", func() bool { return f.ep.Stats().ActiveStreams == 0 })
 	})
 
 	t.Run("reset-whole-range", func(t *testing.T) {
@@ -544,7 +524,7 @@ func TestGRPCCloseEndsStreams(t *testing.T) {
 	r := addRange(mrd, 0, 1000)
 	// Wait for the client to hold the 10 bytes: the server counts them
 	// before the transport delivers them, so its counter is not enough.
-	waitFor(t, "the stall", func() bool { return r.buf.Len() == 10 })
+	testkit.WaitFor(t, "the stall", func() bool { return r.buf.Len() == 10 })
 	f.g.close()
 	f.g.close() // idempotent
 	if s := f.ep.Stats(); s.ActiveStreams != 0 {

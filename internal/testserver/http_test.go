@@ -14,6 +14,8 @@ import (
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 func TestClassify(t *testing.T) {
@@ -46,11 +48,11 @@ func TestClassify(t *testing.T) {
 }
 
 func TestHTTPCounters(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true})
+	s := NewTest(t, &Options{NoGRPC: true})
 	ctx := context.Background()
-	data := randomData(200<<10, 10)
-	put(t, s, "obj", data)
-	c := httpClient(t, s)
+	data := testkit.RandomBytes(200<<10, 10)
+	s.Put(t, "obj", data)
+	c := httpClient(t, s.Server)
 	obj := c.Bucket(testBucket).Object("obj")
 	s.HTTP.ResetStats()
 
@@ -59,7 +61,7 @@ func TestHTTPCounters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameBytes(t, "range", got, data[1000:1000+100<<10])
+		testkit.SameBytes(t, "range", got, data[1000:1000+100<<10])
 	}
 	if _, err := obj.Attrs(ctx); err != nil {
 		t.Fatal(err)
@@ -88,7 +90,7 @@ func TestHTTPCounters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameBytes(t, "concurrent", got, data)
+		testkit.SameBytes(t, "concurrent", got, data)
 	}
 	st = s.HTTP.Stats()
 	if st.MaxActiveStreams < 4 || st.Requests != 7 || st.Bytes != 3*100<<10+4*int64(len(data)) {
@@ -110,10 +112,10 @@ func TestHTTPCounters(t *testing.T) {
 // TestJSONReads checks the JSON API media path, which storage.WithJSONReads
 // uses: shaped and counted like the XML path.
 func TestJSONReads(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true})
+	s := NewTest(t, &Options{NoGRPC: true})
 	ctx := context.Background()
-	data := randomData(100<<10, 11)
-	put(t, s, "a/b", data)
+	data := testkit.RandomBytes(100<<10, 11)
+	s.Put(t, "a/b", data)
 	opts := append(s.httpClientOptions(), storage.WithJSONReads(),
 		option.WithHTTPClient(&http.Client{Transport: s.newTransport()}))
 	c, err := storage.NewClient(ctx, opts...)
@@ -127,7 +129,7 @@ func TestJSONReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "JSON read", got, data[10:50010])
+	testkit.SameBytes(t, "JSON read", got, data[10:50010])
 	st := s.HTTP.Stats()
 	if st.Requests != 2 || st.Bytes != 50000 || st.Faults[FaultShortBody] != 1 {
 		t.Errorf("stats %+v", st)
@@ -135,12 +137,12 @@ func TestJSONReads(t *testing.T) {
 }
 
 func TestHTTPShape(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true, Shape: Shape{Latency: time.Millisecond, ConnBandwidth: 50 << 20, AggregateBandwidth: 80 << 20}})
+	s := NewTest(t, &Options{NoGRPC: true, Shape: Shape{Latency: time.Millisecond, ConnBandwidth: 50 << 20, AggregateBandwidth: 80 << 20}})
 	ctx := context.Background()
-	data := randomData(300<<10, 12)
-	put(t, s, "obj", data)
-	c := httpClient(t, s)
-	b := openBucket(t, s)
+	data := testkit.RandomBytes(300<<10, 12)
+	s.Put(t, "obj", data)
+	c := httpClient(t, s.Server)
+	b := s.Blob
 	s.HTTP.ResetStats()
 
 	var wg sync.WaitGroup
@@ -182,7 +184,7 @@ func TestHTTPShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "after SetShape", got, data)
+	testkit.SameBytes(t, "after SetShape", got, data)
 }
 
 // readChecked reads obj[off:off+n] and fails t if the bytes it returns
@@ -204,7 +206,7 @@ func readChecked(t *testing.T, ctx context.Context, obj *storage.ObjectHandle, d
 
 func TestHTTPFaults(t *testing.T) {
 	const size = 256 << 10
-	data := randomData(size, 13)
+	data := testkit.RandomBytes(size, 13)
 	for _, tc := range []struct {
 		name  string
 		fault Fault
@@ -215,12 +217,12 @@ func TestHTTPFaults(t *testing.T) {
 		{"short", Fault{Kind: FaultShortBody, AfterBytes: 100, Times: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := startServer(t, &Options{NoGRPC: true})
-			put(t, s, "obj", data)
-			put(t, s, "other", data)
+			s := NewTest(t, &Options{NoGRPC: true})
+			s.Put(t, "obj", data)
+			s.Put(t, "other", data)
 			ctx := context.Background()
-			c := httpClient(t, s)
-			b := openBucket(t, s)
+			c := httpClient(t, s.Server)
+			b := s.Blob
 
 			// Through storage: the client retries (503) or resumes after
 			// the bytes it has (reset, short body).
@@ -248,7 +250,7 @@ func TestHTTPFaults(t *testing.T) {
 			if err != nil {
 				t.Errorf("gocloud read: %v", err)
 			} else {
-				sameBytes(t, "gocloud read", got, data[100:200100])
+				testkit.SameBytes(t, "gocloud read", got, data[100:200100])
 			}
 			if n := s.HTTP.Stats().FaultsInjected(); n != int64(f.Times) {
 				t.Errorf("gocloud: %d faults", n)
@@ -258,10 +260,10 @@ func TestHTTPFaults(t *testing.T) {
 }
 
 func TestHTTP503NoRetry(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true})
-	data := randomData(1000, 14)
-	put(t, s, "obj", data)
-	c := httpClient(t, s)
+	s := NewTest(t, &Options{NoGRPC: true})
+	data := testkit.RandomBytes(1000, 14)
+	s.Put(t, "obj", data)
+	c := httpClient(t, s.Server)
 	s.HTTP.AddFault(Fault{Kind: Fault503, Times: 1})
 	obj := c.Bucket(testBucket).Object("obj").Retryer(storage.WithPolicy(storage.RetryNever))
 	_, err := readRange(context.Background(), obj, 0, -1)
@@ -275,11 +277,11 @@ func TestHTTP503NoRetry(t *testing.T) {
 }
 
 func TestHTTPStall(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true})
-	data := randomData(200<<10, 15)
-	put(t, s, "obj", data)
-	c := httpClient(t, s)
-	b := openBucket(t, s)
+	s := NewTest(t, &Options{NoGRPC: true})
+	data := testkit.RandomBytes(200<<10, 15)
+	s.Put(t, "obj", data)
+	c := httpClient(t, s.Server)
+	b := s.Blob
 	s.HTTP.AddFault(Fault{Kind: FaultStall, AfterBytes: 1000})
 
 	// The storage client has no stall timeout of its own (unless
@@ -323,10 +325,10 @@ func TestHTTPStall(t *testing.T) {
 // TestHTTPRandomFaults reads many ranges with a mix of probabilistic faults:
 // every read returns the right bytes or an error, never wrong bytes.
 func TestHTTPRandomFaults(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true, Seed: 42})
-	data := randomData(300<<10, 16)
-	put(t, s, "obj", data)
-	c := httpClient(t, s)
+	s := NewTest(t, &Options{NoGRPC: true, Seed: 42})
+	data := testkit.RandomBytes(300<<10, 16)
+	s.Put(t, "obj", data)
+	c := httpClient(t, s.Server)
 	for _, f := range []Fault{
 		{Kind: Fault503, Probability: 0.2},
 		{Kind: FaultReset, AfterBytes: 5000, Probability: 0.2},
@@ -352,8 +354,8 @@ func TestHTTPRandomFaults(t *testing.T) {
 
 // TestHTTPFaultNotOnErrors checks that error responses draw no faults.
 func TestHTTPFaultNotOnErrors(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true})
-	c := httpClient(t, s)
+	s := NewTest(t, &Options{NoGRPC: true})
+	c := httpClient(t, s.Server)
 	s.HTTP.AddFault(Fault{Kind: Fault503, Times: 1})
 	if _, err := readRange(context.Background(), c.Bucket(testBucket).Object("missing"), 0, -1); !errors.Is(err, storage.ErrObjectNotExist) {
 		t.Errorf("err = %v", err)

@@ -3,10 +3,8 @@ package testserver
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -15,28 +13,11 @@ import (
 	"github.com/googleapis/gax-go/v2"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
-const testBucket = "bkt"
-
-// startServer starts a server with testBucket, closed at the end of t.
-func startServer(t *testing.T, opts *Options) *Server {
-	t.Helper()
-	if opts == nil {
-		opts = &Options{}
-	}
-	opts.Buckets = append(opts.Buckets, testBucket)
-	s, err := Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
-}
+const testBucket = DefaultTestBucket
 
 // fastRetry makes the storage client's retries quick, so tests with
 // faults stay fast.
@@ -51,39 +32,6 @@ func httpClient(t *testing.T, s *Server) *storage.Client {
 	c.SetRetry(fastRetry)
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func openBucket(t *testing.T, s *Server) *blob.Bucket {
-	t.Helper()
-	b, err := s.OpenBucket(context.Background(), testBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c *storage.Client
-	if !b.As(&c) {
-		t.Fatal("bucket is not a *storage.Client bucket")
-	}
-	c.SetRetry(fastRetry)
-	t.Cleanup(func() { b.Close() })
-	return b
-}
-
-func randomData(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	p := make([]byte, n)
-	for i := range p {
-		p[i] = byte(r.Uint32())
-	}
-	return p
-}
-
-func put(t *testing.T, s *Server, name string, data []byte) int64 {
-	t.Helper()
-	gen, err := s.PutObject(testBucket, name, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gen
 }
 
 func readRange(ctx context.Context, obj *storage.ObjectHandle, off, n int64) ([]byte, error) {
@@ -102,14 +50,6 @@ func readBlob(ctx context.Context, b *blob.Bucket, key string, off, n int64) ([]
 	}
 	defer r.Close()
 	return io.ReadAll(r)
-}
-
-func sameBytes(t *testing.T, what string, got, want []byte) {
-	t.Helper()
-	if sha256.Sum256(got) != sha256.Sum256(want) {
-		t.Errorf("%s: got %d bytes (sha256 %x), want %d bytes (sha256 %x)",
-			what, len(got), sha256.Sum256(got), len(want), sha256.Sum256(want))
-	}
 }
 
 func TestStartClose(t *testing.T) {
@@ -139,7 +79,7 @@ func TestStartClose(t *testing.T) {
 }
 
 func TestStartNoGRPC(t *testing.T) {
-	s := startServer(t, &Options{NoGRPC: true})
+	s := NewTest(t, &Options{NoGRPC: true})
 	if s.GRPC != nil || s.GRPCAddr() != "" {
 		t.Errorf("GRPC = %v, GRPCAddr = %q", s.GRPC, s.GRPCAddr())
 	}
@@ -149,25 +89,25 @@ func TestStartNoGRPC(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	s := startServer(t, nil)
+	s := NewTest(t, nil)
 	ctx := context.Background()
-	data := randomData(300<<10+17, 1)
-	gen := put(t, s, "dir/obj 1", data)
+	data := testkit.RandomBytes(300<<10+17, 1)
+	gen := s.Put(t, "dir/obj 1", data)
 
-	c := httpClient(t, s)
+	c := httpClient(t, s.Server)
 	obj := c.Bucket(testBucket).Object("dir/obj 1")
 	got, err := readRange(ctx, obj, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "storage full read", got, data)
+	testkit.SameBytes(t, "storage full read", got, data)
 
-	b := openBucket(t, s)
+	b := s.Blob
 	got, err = readBlob(ctx, b, "dir/obj 1", 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "gocloud full read", got, data)
+	testkit.SameBytes(t, "gocloud full read", got, data)
 
 	attrs, err := obj.Attrs(ctx)
 	if err != nil {
@@ -187,22 +127,22 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "written object", got, data[:1000])
+	testkit.SameBytes(t, "written object", got, data[:1000])
 	o, err := s.object(testBucket, "written", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "written object in store", o.Data, data[:1000])
+	testkit.SameBytes(t, "written object in store", o.Data, data[:1000])
 }
 
 func TestRanges(t *testing.T) {
-	s := startServer(t, nil)
+	s := NewTest(t, nil)
 	ctx := context.Background()
-	data := randomData(200<<10, 2)
-	put(t, s, "obj", data)
-	c := httpClient(t, s)
+	data := testkit.RandomBytes(200<<10, 2)
+	s.Put(t, "obj", data)
+	c := httpClient(t, s.Server)
 	obj := c.Bucket(testBucket).Object("obj")
-	b := openBucket(t, s)
+	b := s.Blob
 
 	size := int64(len(data))
 	for _, r := range []struct{ off, n int64 }{
@@ -218,13 +158,13 @@ func TestRanges(t *testing.T) {
 		if err != nil {
 			t.Errorf("storage range %d+%d: %v", r.off, r.n, err)
 		} else {
-			sameBytes(t, "storage range", got, want)
+			testkit.SameBytes(t, "storage range", got, want)
 		}
 		got, err = readBlob(ctx, b, "obj", r.off, r.n)
 		if err != nil {
 			t.Errorf("gocloud range %d+%d: %v", r.off, r.n, err)
 		} else {
-			sameBytes(t, "gocloud range", got, want)
+			testkit.SameBytes(t, "gocloud range", got, want)
 		}
 	}
 	// A negative offset reads the tail.
@@ -232,7 +172,7 @@ func TestRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "tail", got, data[size-10:])
+	testkit.SameBytes(t, "tail", got, data[size-10:])
 
 	// An offset past the end fails.
 	if _, err := readRange(ctx, obj, size+10, 5); err == nil {
@@ -241,44 +181,44 @@ func TestRanges(t *testing.T) {
 }
 
 func TestGenerations(t *testing.T) {
-	s := startServer(t, nil)
+	s := NewTest(t, nil)
 	ctx := context.Background()
-	v1 := randomData(100<<10, 3)
-	v2 := randomData(90<<10, 4)
-	g1 := put(t, s, "obj", v1)
-	g2 := put(t, s, "obj", v2)
+	v1 := testkit.RandomBytes(100<<10, 3)
+	v2 := testkit.RandomBytes(90<<10, 4)
+	g1 := s.Put(t, "obj", v1)
+	g2 := s.Put(t, "obj", v2)
 	if g2 <= g1 {
 		t.Fatalf("generations %d then %d", g1, g2)
 	}
 	// Quick overwrites get distinct, growing generations.
 	last := g2
 	for range 20 {
-		g := put(t, s, "quick", v1[:10])
+		g := s.Put(t, "quick", v1[:10])
 		if g <= last {
 			t.Fatalf("generation %d after %d", g, last)
 		}
 		last = g
 	}
 
-	c := httpClient(t, s)
+	c := httpClient(t, s.Server)
 	obj := c.Bucket(testBucket).Object("obj")
 	got, err := readRange(ctx, obj, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "live", got, v2)
+	testkit.SameBytes(t, "live", got, v2)
 	got, err = readRange(ctx, obj.Generation(g2), 10, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "generation 2", got, v2[10:1010])
+	testkit.SameBytes(t, "generation 2", got, v2[10:1010])
 	_, err = readRange(ctx, obj.Generation(g1), 10, 1000)
 	if !errors.Is(err, storage.ErrObjectNotExist) {
 		t.Errorf("read of overwritten generation: err = %v, want ErrObjectNotExist", err)
 	}
 
 	// gocloud reads of a generation go through BeforeRead.
-	b := openBucket(t, s)
+	b := s.Blob
 	_, err = b.NewRangeReader(ctx, "obj", 0, 10, &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
 		var oh **storage.ObjectHandle
 		if as(&oh) {
@@ -320,10 +260,10 @@ func TestGenerations(t *testing.T) {
 }
 
 func TestGRPCClientSharesStore(t *testing.T) {
-	s := startServer(t, nil)
+	s := NewTest(t, nil)
 	ctx := context.Background()
-	data := randomData(150<<10, 5)
-	put(t, s, "obj", data)
+	data := testkit.RandomBytes(150<<10, 5)
+	s.Put(t, "obj", data)
 	c, err := s.GRPCClient(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +273,7 @@ func TestGRPCClientSharesStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameBytes(t, "gRPC range", got, data[1000:101000])
+	testkit.SameBytes(t, "gRPC range", got, data[1000:101000])
 	if st := s.GRPC.Stats(); st.Requests == 0 || st.Bytes < 100000 {
 		t.Errorf("gRPC stats %+v", st)
 	}
