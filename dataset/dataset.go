@@ -116,6 +116,7 @@ type Dataset struct {
 	schema *arrow.Schema // unified from the footers by ReadParquet
 
 	footers *footerCache // shared by the datasets derived from one ReadParquet
+	read    []fileFooter // per file: the footer ReadParquet read (md nil: it failed)
 }
 
 // ReadParquet is ReadParquetContext with context.Background().
@@ -164,5 +165,5 @@ func (d *Dataset) Files() []string { return slices.Clone(d.files) }
 func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) { return d.schema, nil }
 
 func (d *Dataset) with(op *operator) *Dataset {
-	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema}
+	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema, read: d.read}
 }
