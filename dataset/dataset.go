@@ -117,6 +117,7 @@ type Dataset struct {
 
 	footers *footerCache // shared by the datasets derived from one ReadParquet
 	read    []fileFooter // per file: the footer ReadParquet read (md nil: it failed)
+	saved   *Plan        // the plan OpenPlan opened (nil: ReadParquet's)
 }
 
 // ReadParquet is ReadParquetContext with context.Background().
@@ -165,5 +166,5 @@ func (d *Dataset) Files() []string { return slices.Clone(d.files) }
 func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) { return d.schema, nil }
 
 func (d *Dataset) with(op *operator) *Dataset {
-	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema, read: d.read}
+	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema, read: d.read, saved: d.saved}
 }

@@ -281,6 +281,12 @@ func (d *Dataset) openFooter(ctx context.Context, i int) (*source, *metadata.Fil
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: open %s: %w", name, err)
 	}
+	if d.saved != nil {
+		if err := stale(d.read[i].id, src); err != nil {
+			src.c.Close()
+			return nil, nil, err
+		}
+	}
 	md, err := d.footerOf(ctx, src)
 	if err != nil {
 		src.c.Close()

@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 )
@@ -176,19 +177,16 @@ func trimUnit(u Unit, md *metadata.FileMetaData) Unit {
 // footerOf is the footer the plan holds for file name; nil when it holds
 // none (a Plan built by hand).
 func (p *Plan) footerOf(name string) *metadata.FileMetaData {
-	i, ok := slices.BinarySearchFunc(p.Files, name, func(f PlanFile, n string) int {
-		switch {
-		case f.Name < n:
-			return -1
-		case f.Name > n:
-			return 1
-		}
-		return 0
-	})
+	i, ok := p.fileIndex(name)
 	if !ok || i >= len(p.footers) {
 		return nil
 	}
 	return p.footers[i]
+}
+
+// fileIndex is the index of file name in p.Files (sorted by name).
+func (p *Plan) fileIndex(name string) (int, bool) {
+	return slices.BinarySearchFunc(p.Files, name, func(f PlanFile, n string) int { return strings.Compare(f.Name, n) })
 }
 
 // Seed domains, so that the unit order and the local shuffle never share

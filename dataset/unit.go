@@ -121,6 +121,11 @@ func rowGroupBytes(md *metadata.FileMetaData, rg int, leaves []int) int64 {
 // could not be read (a plan covers every file or none) or when the files
 // hold more than math.MaxInt64 rows.
 func (d *Dataset) Plan() (*Plan, error) {
+	if d.saved != nil {
+		p := *d.saved
+		p.Columns, p.Files, p.Units = slices.Clone(p.Columns), slices.Clone(p.Files), slices.Clone(p.Units)
+		return &p, nil
+	}
 	p := &Plan{Columns: slices.Clone(d.opts.Columns), Files: make([]PlanFile, len(d.files)), footers: make([]*metadata.FileMetaData, len(d.files))}
 	for i, name := range d.files {
 		ff := d.read[i]
@@ -179,9 +184,13 @@ func (d *Dataset) readUnit(ctx context.Context, u Unit, emit func(arrow.RecordBa
 		return readStats{}, fmt.Errorf("dataset: open %s: %w", u.File, err)
 	}
 	defer src.c.Close()
-	if (u.Generation != 0 && src.gen != 0 && u.Generation != src.gen) || u.FileSize != src.size {
-		return readStats{}, fmt.Errorf("dataset: %s: %w: the plan has generation %d of %d bytes, the bucket generation %d of %d bytes",
-			u.File, ErrPlanStale, u.Generation, u.FileSize, src.gen, src.size)
+	if err := stale(fileIdentity{Size: u.FileSize, Generation: u.Generation}, src); err != nil {
+		return readStats{}, err
+	}
+	if d.saved != nil {
+		if err := stale(d.read[i].id, src); err != nil {
+			return readStats{}, err
+		}
 	}
 	md, err := d.footerOf(ctx, src)
 	if err != nil {
