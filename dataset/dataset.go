@@ -58,6 +58,17 @@
 // fails the others with ErrSplitAbandoned after SplitOptions.AbandonTimeout.
 // No iterator reports a clean end it did not reach.
 //
+// # Multi-host training
+//
+// Plan is the dataset's read plan, computed from the footers alone: units
+// of (file, row-group range, row range). Every rank of a job computes the
+// same plan and, with Plan.Shard or ShardBatches, its own part of each
+// epoch, without talking to the others: equal rows and batch counts in
+// Equal mode, a unit order shuffled from (seed, epoch), and a JSON
+// Position that resumes exactly, fetching nothing of the skipped units.
+// WritePlan, LoadPlan and OpenPlan save the plan once for every rank;
+// ReadUnit reads one unit without the executor, for other engines.
+//
 // # Settings
 //
 // A nil *ReadOptions, *BatchOptions or *SplitOptions means the defaults; a
@@ -70,7 +81,8 @@
 //
 // cmd/gcscat uses ReadParquet and Inspect. The rest is the API of the jobs
 // this package is for: training loops (Batches, StreamingSplit and its
-// Split, BatchIterator and BlockIterator), batch jobs (Iter, the
+// Split, BatchIterator and BlockIterator; ShardBatches, Position and saved
+// plans across hosts), batch jobs (Iter, the
 // operators), and their monitoring (Iterator.Stats, ExecStats, OpStats);
 // the Example functions show them.
 package dataset
