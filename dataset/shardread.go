@@ -100,8 +100,12 @@ func (s *ShardIterator) Shard() *Shard { return s.shard }
 
 // ShardBatches streams rank sh.Rank's batches of epoch sh.Epoch of d's
 // plan (see Plan.Shard), reading the shard's units in order, up to
-// ReadOptions.Workers of them ahead (at most Workers+1 units' blocks are
-// held), without the executor. Batches are cut deterministically:
+// ReadOptions.Workers of them ahead, without the executor: it holds at
+// most Workers+1 units' blocks (each unit about TargetBlockBytes of
+// projected data, unless one row group is larger) and one shuffle window;
+// MemoryBudget does not apply. A unit that fails ends the stream with its
+// error (MaxErroredBlocks does not apply: skipping rows would break equal
+// counts). Batches are cut deterministically:
 //   - the shard's rows are taken in unit order and split into windows of
 //     W rows, W = LocalShuffleBufferSize rounded up to a multiple of
 //     BatchSize (W = BatchSize without a local shuffle);
