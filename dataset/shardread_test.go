@@ -207,3 +207,21 @@ func TestShardBatchesCancel(t *testing.T) {
 		t.Fatalf("after cancel: %v", err)
 	}
 }
+
+// A budget smaller than one unit still moves (one unit at a time), and
+// reads every row.
+func TestShardBatchesTinyBudget(t *testing.T) {
+	fsys, _ := memFS(t, fourFiles(t))
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1, MemoryBudget: 1, Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := ds.ShardBatches(context.Background(), ShardOptions{World: 1}, nil, &BatchOptions{BatchSize: 999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _, _ := drainShard(t, it, 0)
+	if !slices.Equal(ids, idRange(0, 31003)) {
+		t.Fatalf("%d rows, not 0..31002 in order", len(ids))
+	}
+}
