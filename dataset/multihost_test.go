@@ -29,6 +29,7 @@ const (
 type rankOutput struct {
 	IDs     [][]int64 `json:"ids"`
 	Batches []int64   `json:"batches"`
+	Plan    string    `json:"plan"` // the fingerprint of the plan it computed
 }
 
 // Four ranks as four OS processes (this test binary re-executed), each with
@@ -61,6 +62,9 @@ func TestMultiHostRanks(t *testing.T) {
 	for e := range epochsRun {
 		seen := map[int64]bool{}
 		for r, out := range a {
+			if out.Plan == "" || out.Plan != a[0].Plan {
+				t.Fatalf("rank %d planned %q, rank 0 %q", r, out.Plan, a[0].Plan)
+			}
 			if len(out.IDs) != epochsRun || out.Batches[e] != 30 || len(out.IDs[e]) != perRank {
 				t.Fatalf("rank %d epoch %d: %d batches, %d rows", r, e, out.Batches[e], len(out.IDs[e]))
 			}
@@ -141,7 +145,8 @@ func rankChild(t *testing.T, out string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids, sizes, _ := drainShard(t, it, 0)
+		ids, sizes, pos := drainShard(t, it, 0)
+		res.Plan = pos.Plan
 		res.IDs = append(res.IDs, ids)
 		res.Batches = append(res.Batches, int64(len(sizes)))
 	}
