@@ -251,6 +251,19 @@ func TestSavedPlanOverServer(t *testing.T) {
 	if err := it.Err(); !errors.Is(err, ErrPlanStale) {
 		t.Fatalf("reading an overwritten file: %v, want ErrPlanStale", err)
 	}
+	// The executor of a dataset opened from the plan checks it too.
+	all := ranks[2].Iter(context.Background())
+	defer all.Close()
+	for all.Next() {
+		for _, r := range recordRows(t, all.Block().Record) {
+			if r.id >= 50000 {
+				t.Fatalf("Iter read row %d of the overwritten file", r.id)
+			}
+		}
+	}
+	if err := all.Err(); !errors.Is(err, ErrPlanStale) {
+		t.Fatalf("Iter over an overwritten file: %v, want ErrPlanStale", err)
+	}
 }
 
 // A saved plan is untrusted: LoadPlan rejects or accepts, never panics.
