@@ -48,19 +48,23 @@ type batchResult struct {
 func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterator {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	return newBatchIterator(parent, ctx, cancel, d.Iter(ctx), opts)
+	return newBatchIterator(parent, ctx, cancel, d.Iter(ctx), opts, form)
 }
 
-// newBatchIterator re-slices the blocks of it into batches; cancel stops it
-// (ctx is parent's child that cancel cancels).
-func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it BlockIterator, opts *BatchOptions) *BatchIterator {
+// formFunc reads blocks from it and sends batches until it ends or send
+// returns false: form for Batches, batchCut.form for ShardBatches.
+type formFunc func(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batchResult) bool)
+
+// newBatchIterator re-slices the blocks of it into batches with formBatches;
+// cancel stops it (ctx is parent's child that cancel cancels).
+func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it BlockIterator, opts *BatchOptions, formBatches formFunc) *BatchIterator {
 	o := opts.normalize()
 	raw := make(chan batchResult, o.PrefetchBatches)
 	bi := &BatchIterator{parent: parent, cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
 	bi.wg.Go(func() {
 		defer close(raw)
 		defer it.Close()
-		form(ctx, it, &o, func(r batchResult) bool {
+		formBatches(ctx, it, &o, func(r batchResult) bool {
 			select {
 			case raw <- r:
 				return true

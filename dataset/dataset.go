@@ -58,6 +58,17 @@
 // fails the others with ErrSplitAbandoned after SplitOptions.AbandonTimeout.
 // No iterator reports a clean end it did not reach.
 //
+// # Multi-host training
+//
+// Plan is the dataset's read plan, computed from the footers alone: units
+// of (file, row-group range, row range). Every rank of a job computes the
+// same plan and, with Plan.Shard or ShardBatches, its own part of each
+// epoch, without talking to the others: equal rows and batch counts in
+// Equal mode, a unit order shuffled from (seed, epoch), and a JSON
+// Position that resumes exactly, fetching nothing of the skipped units.
+// WritePlan, LoadPlan and OpenPlan save the plan once for every rank;
+// ReadUnit reads one unit without the executor, for other engines.
+//
 // # Settings
 //
 // A nil *ReadOptions, *BatchOptions or *SplitOptions means the defaults; a
@@ -70,7 +81,8 @@
 //
 // cmd/gcscat uses ReadParquet and Inspect. The rest is the API of the jobs
 // this package is for: training loops (Batches, StreamingSplit and its
-// Split, BatchIterator and BlockIterator), batch jobs (Iter, the
+// Split, BatchIterator and BlockIterator; ShardBatches, Position and saved
+// plans across hosts), batch jobs (Iter, the
 // operators), and their monitoring (Iterator.Stats, ExecStats, OpStats);
 // the Example functions show them.
 package dataset
@@ -116,6 +128,8 @@ type Dataset struct {
 	schema *arrow.Schema // unified from the footers by ReadParquet
 
 	footers *footerCache // shared by the datasets derived from one ReadParquet
+	read    []fileFooter // per file: the footer ReadParquet read (md nil: it failed)
+	saved   *Plan        // the plan OpenPlan opened (nil: ReadParquet's)
 }
 
 // ReadParquet is ReadParquetContext with context.Background().
@@ -164,5 +178,5 @@ func (d *Dataset) Files() []string { return slices.Clone(d.files) }
 func (d *Dataset) Schema(ctx context.Context) (*arrow.Schema, error) { return d.schema, nil }
 
 func (d *Dataset) with(op *operator) *Dataset {
-	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema}
+	return &Dataset{fsys: d.fsys, files: d.files, opts: d.opts, ops: append(slices.Clone(d.ops), op), footers: d.footers, schema: d.schema, read: d.read, saved: d.saved}
 }

@@ -39,8 +39,17 @@ type source struct {
 	name string
 	size int64
 	mod  time.Time
+	gen  int64 // the GCS generation a gcsfs file pinned; 0 when unknown
 	r    io.ReaderAt
 	c    io.Closer
+}
+
+// generationer is what gcsfs files offer: the generation they pinned.
+type generationer interface{ Generation() int64 }
+
+// identity is the version of the file the source has open.
+func (s *source) identity() fileIdentity {
+	return fileIdentity{Size: s.size, Generation: s.gen, ModTime: s.mod}
 }
 
 func openSource(fsys fs.FS, name string) (*source, error) {
@@ -58,7 +67,11 @@ func openSource(fsys fs.FS, name string) (*source, error) {
 		f.Close()
 		return nil, err
 	}
-	return &source{name: name, size: st.Size(), mod: st.ModTime(), r: ra, c: f}, nil
+	src := &source{name: name, size: st.Size(), mod: st.ModTime(), r: ra, c: f}
+	if g, ok := f.(generationer); ok {
+		src.gen = g.Generation()
+	}
+	return src, nil
 }
 
 func (s *source) readAt(ctx context.Context, p []byte, off int64) error {
@@ -112,21 +125,28 @@ func readFooter(ctx context.Context, s *source) (*metadata.FileMetaData, error) 
 			return nil, fmt.Errorf("dataset: %s: read footer: %w", s.name, err)
 		}
 	}
+	return footerFromBytes(s.name, footer, s.size)
+}
+
+// footerFromBytes checks and parses the Thrift bytes of the footer of the
+// size-byte file name: read from the file's tail, or from a saved plan
+// (untrusted either way).
+func footerFromBytes(name string, footer []byte, size int64) (*metadata.FileMetaData, error) {
 	if err := checkThrift(footer); err != nil {
-		return nil, fmt.Errorf("%w: %s: footer: %v", ErrCorrupt, s.name, err)
+		return nil, fmt.Errorf("%w: %s: footer: %v", ErrCorrupt, name, err)
 	}
 	md, err := parseFooter(footer)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.name, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
 	// arrow-go's workaround for files of parquet-mr before 1.2.9 bounds
 	// column chunks by the file size it is told here.
-	md.SetSourceFileSize(s.size)
+	md.SetSourceFileSize(size)
 	if md.IsSetEncryptionAlgorithm() {
-		return nil, fmt.Errorf("%w: %s: encrypted columns", ErrUnsupported, s.name)
+		return nil, fmt.Errorf("%w: %s: encrypted columns", ErrUnsupported, name)
 	}
-	if err := checkFooter(md, s.size); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.name, err)
+	if err := checkFooter(md, size); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
 	return md, nil
 }
@@ -184,9 +204,11 @@ func parseFooter(b []byte) (md *metadata.FileMetaData, err error) {
 }
 
 // cacheKey names one version of a file: a footer cached under it is only
-// reused for the same size and modification time.
-func (s *source) cacheKey() string {
-	return fmt.Sprintf("%s\x00%d\x00%d", s.name, s.size, s.mod.UnixNano())
+// reused for the same size, modification time and generation.
+func (s *source) cacheKey() string { return cacheKey(s.name, s.identity()) }
+
+func cacheKey(name string, id fileIdentity) string {
+	return fmt.Sprintf("%s\x00%d\x00%d\x00%d", name, id.Size, id.ModTime.UnixNano(), id.Generation)
 }
 
 // footerCache keeps parsed footers by file name, so later executions (the
@@ -211,6 +233,7 @@ func (c *footerCache) put(name string, md *metadata.FileMetaData) {
 // unifiedSchema reads every footer (caching them) and unifies the files'
 // projected schemas.
 func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
+	d.read = make([]fileFooter, len(d.files))
 	cols := make([]*fileColumns, len(d.files))
 	errs := make([]error, len(d.files))
 	var g errgroup.Group
@@ -220,6 +243,7 @@ func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
 			src, md, err := d.openFooter(ctx, i)
 			if err == nil {
 				src.c.Close()
+				d.read[i] = fileFooter{id: src.identity(), md: md}
 				cols[i], err = projectFile(name, md, d.opts.Columns)
 			}
 			errs[i] = err
@@ -257,15 +281,32 @@ func (d *Dataset) openFooter(ctx context.Context, i int) (*source, *metadata.Fil
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: open %s: %w", name, err)
 	}
-	md := d.footers.get(src.cacheKey())
-	if md == nil {
-		if md, err = readFooter(ctx, src); err != nil {
+	if d.saved != nil {
+		if err := stale(d.read[i].id, src); err != nil {
 			src.c.Close()
 			return nil, nil, err
 		}
-		d.footers.put(src.cacheKey(), md)
+	}
+	md, err := d.footerOf(ctx, src)
+	if err != nil {
+		src.c.Close()
+		return nil, nil, err
 	}
 	return src, md, nil
+}
+
+// footerOf returns the footer of the open file src: the cached one when
+// the file is unchanged, else one read and cached now.
+func (d *Dataset) footerOf(ctx context.Context, src *source) (*metadata.FileMetaData, error) {
+	if md := d.footers.get(src.cacheKey()); md != nil {
+		return md, nil
+	}
+	md, err := readFooter(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	d.footers.put(src.cacheKey(), md)
+	return md, nil
 }
 
 // resolveFooter opens file i and resolves its footer for an execution.

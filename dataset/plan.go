@@ -18,35 +18,36 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// task is one unit of reading: some row groups of one file.
+// task is one read of the executor or of ReadUnit: a Unit (some row groups
+// of one file, and a row range within them) with the file's footer.
 type task struct {
 	f         *footer
 	file      int // index of the file in the dataset
 	rowGroups []int
-	rows      int64
+	skip      int64 // rows of the row groups before the task's rows
+	rows      int64 // rows the task emits
+	groupRows int64 // rows of its row groups: what decoding yields
 	estBytes  int64 // uncompressed bytes of the projected columns
 }
 
-// planTasks makes one task per row group, merging neighbouring small row
-// groups of a file until a task reaches target bytes.
+// newTask is the task reading unit u of file (index file) whose resolved
+// footer is f. u is trusted: it comes from fileUnits or checkUnit.
+func newTask(f *footer, file int, u Unit) *task {
+	t := &task{f: f, file: file, skip: u.RowOffset, rows: u.Rows}
+	for rg := u.FirstRowGroup; rg < u.FirstRowGroup+u.NumRowGroups; rg++ {
+		t.rowGroups = append(t.rowGroups, rg)
+		t.groupRows += f.md.RowGroup(rg).NumRows()
+		t.estBytes += rowGroupBytes(f.md, rg, f.leaves)
+	}
+	return t
+}
+
+// planTasks makes the executor's tasks of one file: one per unit of the
+// file's read plan.
 func planTasks(f *footer, file int, target int64) []*task {
 	var tasks []*task
-	var cur *task
-	for rg := range f.md.NumRowGroups() {
-		meta := f.md.RowGroup(rg)
-		est := int64(0)
-		for _, leaf := range f.leafColumns() {
-			if cc, err := meta.ColumnChunk(leaf); err == nil {
-				est += cc.TotalUncompressedSize()
-			}
-		}
-		if cur == nil || cur.estBytes+est > target {
-			cur = &task{f: f, file: file}
-			tasks = append(tasks, cur)
-		}
-		cur.rowGroups = append(cur.rowGroups, rg)
-		cur.rows += meta.NumRows()
-		cur.estBytes += est
+	for _, u := range fileUnits(f.src.name, f.src.identity(), f.md, f.leaves, target) {
+		tasks = append(tasks, newTask(f, file, u))
 	}
 	return tasks
 }
@@ -176,7 +177,7 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
 	defer rr.Release()
-	var rows int64
+	var rows int64 // decoded so far
 	for {
 		rec, err := nextRecord(rr)
 		if err != nil {
@@ -188,10 +189,14 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 		if rec == nil {
 			break
 		}
+		from := rows
 		rows += rec.NumRows()
-		if rows > t.rows {
+		if rows > t.groupRows {
 			rec.Release()
 			break
+		}
+		if rec = t.keep(rec, from); rec == nil {
+			continue
 		}
 		if rec, err = conform(ctx, rec, t.f.schema, mem); err != nil {
 			return fmt.Errorf("dataset: %s: %w", name, err)
@@ -202,10 +207,28 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 			return err
 		}
 	}
-	if rows != t.rows {
-		return fmt.Errorf("%w: %s: row groups %v decoded %d rows, the footer says %d", ErrCorrupt, name, t.rowGroups, rows, t.rows)
+	if rows != t.groupRows {
+		return fmt.Errorf("%w: %s: row groups %v decoded %d rows, the footer says %d", ErrCorrupt, name, t.rowGroups, rows, t.groupRows)
 	}
 	return nil
+}
+
+// keep cuts a decoded record, whose first row is row from of the task's row
+// groups, to the task's rows [skip, skip+rows): the record itself, a slice
+// of it, or nil when none of its rows are wanted (rec is released then).
+func (t *task) keep(rec arrow.RecordBatch, from int64) arrow.RecordBatch {
+	n := rec.NumRows()
+	lo, hi := max(t.skip-from, 0), min(t.skip+t.rows-from, n)
+	if lo >= hi {
+		rec.Release()
+		return nil
+	}
+	if lo == 0 && hi == n {
+		return rec
+	}
+	s := rec.NewSlice(lo, hi)
+	rec.Release()
+	return s
 }
 
 // openRecords sets arrow-go's record reader up over the fetched bytes; a

@@ -106,7 +106,7 @@ func (s *Split) Batches(ctx context.Context, opts *BatchOptions) (*BatchIterator
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	return newBatchIterator(parent, ctx, cancel, it, opts), nil
+	return newBatchIterator(parent, ctx, cancel, it, opts, form), nil
 }
 
 // join returns epoch e's run, starting it if this is the first split to
