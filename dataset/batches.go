@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -112,22 +111,21 @@ func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it
 	return bi
 }
 
-// form reads blocks and sends batches of o.BatchSize rows.
+// form reads blocks and sends batches of o.BatchSize rows: in order, or
+// drawn from a local shuffle buffer.
 func form(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batchResult) bool) {
-	var held rowCarry // rows not yet batched, in order
-	defer held.release()
-	var shuffle func(arrow.RecordBatch) (arrow.RecordBatch, error)
+	var src batchSource
 	if o.LocalShuffleBufferSize > 0 {
-		rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5bd1e995))
-		shuffle = func(all arrow.RecordBatch) (arrow.RecordBatch, error) {
-			return take(ctx, all, rng.Perm(int(all.NumRows())))
-		}
+		src = newShuffleBuffer(o.Seed)
+	} else {
+		src = &inOrder{}
 	}
+	defer src.release()
 	idx := 0
-	// batch cuts n rows off the front of held and sends them; false when
-	// forming must stop.
+	// batch takes n rows from src and sends them; false when forming must
+	// stop.
 	batch := func(n int64) bool {
-		rec, err := held.cut(n, shuffle)
+		rec, err := src.draw(ctx, n)
 		if err != nil {
 			send(batchResult{err: err})
 			return false
@@ -138,8 +136,8 @@ func form(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batc
 	}
 	need := max(o.BatchSize, o.LocalShuffleBufferSize)
 	for it.Next() {
-		held.add(it.Block().Record)
-		for held.rows >= need {
+		src.add(it.Block().Record)
+		for src.rows() >= need {
 			if !batch(o.BatchSize) {
 				return
 			}
@@ -149,11 +147,40 @@ func form(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batc
 		send(batchResult{err: err})
 		return
 	}
-	for held.rows >= o.BatchSize || (held.rows > 0 && !o.DropLast) {
-		if !batch(min(held.rows, o.BatchSize)) {
+	for src.rows() >= o.BatchSize || (src.rows() > 0 && !o.DropLast) {
+		if !batch(min(src.rows(), o.BatchSize)) {
 			return
 		}
 	}
+}
+
+// batchSource holds the rows form has not batched yet: in arrival order
+// (inOrder) or for the local shuffle (shuffleBuffer).
+type batchSource interface {
+	add(rec arrow.RecordBatch)
+	rows() int64
+	draw(ctx context.Context, n int64) (arrow.RecordBatch, error)
+	heldBytes() int64
+	release()
+}
+
+// inOrder is a batchSource that hands rows on in the order they came.
+type inOrder struct{ held rowCarry }
+
+func (c *inOrder) add(rec arrow.RecordBatch) { c.held.add(rec) }
+func (c *inOrder) rows() int64               { return c.held.rows }
+func (c *inOrder) release()                  { c.held.release() }
+
+func (c *inOrder) draw(_ context.Context, n int64) (arrow.RecordBatch, error) {
+	return c.held.cut(n)
+}
+
+func (c *inOrder) heldBytes() int64 {
+	var n int64
+	for _, r := range c.held.recs {
+		n += recordSize(r)
+	}
+	return n
 }
 
 // rowCarry holds rows, in order, that arrived in blocks and are not yet
@@ -178,23 +205,14 @@ func (c *rowCarry) release() {
 	c.recs, c.rows = nil, 0
 }
 
-// cut joins the rows held into one record, reorders it with reorder when
-// that is not nil (the local shuffle), and returns its first n rows (n <=
-// c.rows), keeping the rest.
-func (c *rowCarry) cut(n int64, reorder func(arrow.RecordBatch) (arrow.RecordBatch, error)) (arrow.RecordBatch, error) {
+// cut joins the rows held into one record and returns its first n rows
+// (n <= c.rows), keeping the rest.
+func (c *rowCarry) cut(n int64) (arrow.RecordBatch, error) {
 	all, err := concat(c.recs)
 	if err != nil {
 		return nil, err
 	}
 	c.release()
-	if reorder != nil {
-		reordered, err := reorder(all)
-		all.Release()
-		if err != nil {
-			return nil, err
-		}
-		all = reordered
-	}
 	head := all.NewSlice(0, n)
 	if rest := all.NumRows() - n; rest > 0 {
 		c.recs, c.rows = []arrow.RecordBatch{all.NewSlice(n, all.NumRows())}, rest

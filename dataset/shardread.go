@@ -213,7 +213,7 @@ func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, 
 	idx, win, skip := 0, c.first, c.skip
 	// window cuts n rows off held, permutes them and sends their batches.
 	window := func(n int64) bool {
-		rec, err := held.cut(n, nil)
+		rec, err := held.cut(n)
 		if err == nil && c.shuffle {
 			var shuffled arrow.RecordBatch
 			shuffled, err = take(ctx, rec, permutation(int(n), mix(c.seed, uint64(win)), seedLocal))
