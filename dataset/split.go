@@ -221,7 +221,7 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 	defer carry.release()
 	// round hands each split per rows, cut from the front of carry.
 	round := func(per int64) bool {
-		head, err := carry.cut(int64(c.n)*per)
+		head, err := carry.cut(int64(c.n) * per)
 		if err != nil {
 			run.err = err
 			return false
