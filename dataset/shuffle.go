@@ -25,22 +25,21 @@ import (
 // constant number of times. Batches are copies, not slices, so a batch
 // held by the consumer never keeps a pool alive.
 type shuffleBuffer struct {
-	rng      *rand.Rand
-	pool     arrow.RecordBatch // nil when no pool is formed
-	order    []int             // the pool's random order; rows order[next:] are left
-	next     int
-	incoming rowCarry
+	rng       *rand.Rand
+	pool      arrow.RecordBatch // nil when no pool is formed
+	poolBytes int64             // what the pool is counted for
+	order     []int             // the pool's random order; rows order[next:] are left
+	next      int
+	incoming  rowCarry
 }
 
 func newShuffleBuffer(seed uint64) *shuffleBuffer {
 	return &shuffleBuffer{rng: rand.New(rand.NewPCG(seed, seed^0x5bd1e995))}
 }
 
-// add retains rec; its rows join the next pool.
-func (s *shuffleBuffer) add(rec arrow.RecordBatch) {
-	if rec.NumRows() > 0 {
-		s.incoming.add(rec)
-	}
+// add takes over rec, counted for size; its rows join the next pool.
+func (s *shuffleBuffer) add(rec arrow.RecordBatch, size int64) {
+	s.incoming.add(rec, size)
 }
 
 // poolLeft is how many rows of the current pool are not drawn yet.
@@ -50,25 +49,25 @@ func (s *shuffleBuffer) poolLeft() int64 { return int64(len(s.order) - s.next) }
 func (s *shuffleBuffer) rows() int64 { return s.poolLeft() + s.incoming.rows }
 
 // draw removes n rows (0 < n <= rows()) and returns them, in random
-// order, as one record.
-func (s *shuffleBuffer) draw(ctx context.Context, n int64) (arrow.RecordBatch, error) {
+// order, as one new record, and its size.
+func (s *shuffleBuffer) draw(ctx context.Context, n int64) (arrow.RecordBatch, int64, error) {
 	if n <= 0 || n > s.rows() {
 		panic(fmt.Sprintf("dataset: shuffleBuffer.draw(%d) with %d rows", n, s.rows()))
 	}
 	if s.poolLeft() < n {
 		if err := s.reform(ctx); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	out, err := take(ctx, s.pool, s.order[s.next:s.next+int(n)])
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s.next += int(n)
 	if s.poolLeft() == 0 {
 		s.dropPool()
 	}
-	return out, nil
+	return out, recordSize(out), nil
 }
 
 // reform makes a new pool of the rows left and the incoming ones, in a
@@ -84,13 +83,18 @@ func (s *shuffleBuffer) reform(ctx context.Context) error {
 		// them; the permutation below makes the order irrelevant.
 		s.incoming.recs = append([]arrow.RecordBatch{left}, s.incoming.recs...)
 		s.incoming.rows += left.NumRows()
+		s.incoming.bytes += recordSize(left)
 	}
 	pool, err := concat(s.incoming.recs)
 	if err != nil {
 		return err
 	}
+	size := s.incoming.bytes
+	if len(s.incoming.recs) > 1 {
+		size = recordSize(pool)
+	}
 	s.incoming.release()
-	s.pool, s.order, s.next = pool, s.rng.Perm(int(pool.NumRows())), 0
+	s.pool, s.poolBytes, s.order, s.next = pool, size, s.rng.Perm(int(pool.NumRows())), 0
 	return nil
 }
 
@@ -98,7 +102,7 @@ func (s *shuffleBuffer) dropPool() {
 	if s.pool != nil {
 		s.pool.Release()
 	}
-	s.pool, s.order, s.next = nil, nil, 0
+	s.pool, s.poolBytes, s.order, s.next = nil, 0, nil, 0
 }
 
 // release drops every row held.
@@ -107,15 +111,6 @@ func (s *shuffleBuffer) release() {
 	s.incoming.release()
 }
 
-// heldBytes is the memory of the rows held: the whole pool (its buffers
-// stay until it is served) and the incoming blocks.
-func (s *shuffleBuffer) heldBytes() int64 {
-	var n int64
-	if s.pool != nil {
-		n = recordSize(s.pool)
-	}
-	for _, r := range s.incoming.recs {
-		n += recordSize(r)
-	}
-	return n
-}
+// heldBytes is what the rows held are counted for: the whole pool (its
+// buffers stay until it is served) and the incoming blocks.
+func (s *shuffleBuffer) heldBytes() int64 { return s.poolBytes + s.incoming.bytes }

@@ -35,7 +35,7 @@ func drawAll(t *testing.T, seed uint64, blocks []int64, buffer, batch int64) []i
 	defer s.release()
 	var ids []int64
 	drawn := func(n int64) {
-		rec, err := s.draw(ctx, n)
+		rec, _, err := s.draw(ctx, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,8 +50,7 @@ func drawAll(t *testing.T, seed uint64, blocks []int64, buffer, batch int64) []i
 	var next int64
 	for _, n := range blocks {
 		rec := idBlock(next, n)
-		s.add(rec)
-		rec.Release()
+		s.add(rec, recordSize(rec))
 		next += n
 		for s.rows() >= buffer+batch {
 			drawn(batch)
@@ -103,10 +102,9 @@ func TestShuffleBufferDrawsFromWholeBuffer(t *testing.T) {
 		s := newShuffleBuffer(seed)
 		for i := range int64(4) {
 			rec := idBlock(i*250, 250)
-			s.add(rec)
-			rec.Release()
+			s.add(rec, recordSize(rec))
 		}
-		rec, err := s.draw(ctx, 1)
+		rec, _, err := s.draw(ctx, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,15 +131,15 @@ func BenchmarkShuffleDraw(b *testing.B) {
 			var next int64
 			for next < buffer {
 				rec := idBlock(next, 1024)
-				s.add(rec)
-				rec.Release()
+				s.add(rec, recordSize(rec))
 				next += 1024
 			}
 			block := idBlock(0, 1024)
 			defer block.Release()
 			for b.Loop() {
-				s.add(block)
-				rec, err := s.draw(ctx, 1024)
+				block.Retain()
+				s.add(block, recordSize(block))
+				rec, _, err := s.draw(ctx, 1024)
 				if err != nil {
 					b.Fatal(err)
 				}
