@@ -67,11 +67,7 @@ func newLoop(it *Iterator, pre []*operator, limit int64) *loop {
 		tasksLeft: make([]int, len(d.files)),
 	}
 	l.readCtx, l.readCancel = context.WithCancel(it.ctx)
-	if l.opts.MetadataFetch == Inline {
-		l.fetcher = &inlineFetcher{ctx: l.readCtx, d: d}
-	} else {
-		l.fetcher = newThreadedFetcher(l.readCtx, d)
-	}
+	l.fetcher = newMetadataFetcher(l.readCtx, d.opts.MetadataFetch, d.resolveFooter)
 	it.s.pending.Store(int64(len(d.files)))
 	return l
 }
@@ -188,14 +184,7 @@ func (l *loop) satisfiable() bool {
 // again before waiting).
 func (l *loop) requestFooters() bool {
 	for l.requested < len(l.d.files) && !l.satisfiable() {
-		ahead := l.requested - l.resolved + l.filesUnlaunched()
-		if l.opts.MetadataFetch == Inline {
-			// Inline blocks the loop: fetch only when nothing is left
-			// to launch.
-			if ahead > 0 {
-				return false
-			}
-		} else if ahead >= footerLookahead {
+		if l.requested-l.resolved+l.filesUnlaunched() >= l.fetcher.lookahead() {
 			return false
 		}
 		l.requested++
