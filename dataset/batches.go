@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/compute"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // Batch is one batch of rows.
@@ -23,13 +21,37 @@ type Batch struct {
 	Index int
 }
 
+// BatchStats are the counters of a batch stream. Memory is the whole
+// pipeline's: the execution's budget counts every byte from the reads to
+// the batch the consumer holds.
+type BatchStats struct {
+	Rows    int64 // rows of the batches Next delivered
+	Batches int64 // batches Next delivered
+	// HeldBytes and MaxHeldBytes are the bytes the pipeline holds now and
+	// held at most: reads in flight, blocks, rows waiting to be batched,
+	// batches queued, being collated, parked for order, and current.
+	HeldBytes, MaxHeldBytes int64
+	// WaitingForInput is the time the batch former waited for blocks;
+	// WaitingForConsumer the time it and the collate workers waited on a
+	// full queue (the consumer kept them waiting).
+	WaitingForInput, WaitingForConsumer time.Duration
+}
+
+// batchCounters are a BatchIterator's counters, written by its goroutines.
+type batchCounters struct {
+	rows, batches, waitInput, waitConsumer atomic.Int64
+}
+
 // BatchIterator streams batches. It is not safe for concurrent use.
 type BatchIterator struct {
 	parent context.Context // the caller's: its end is the iteration's error
 	cancel context.CancelFunc
+	budget *memBudget
+	stats  *batchCounters
 	out    chan batchResult
+	tokens chan struct{} // with Collate: one per batch pulled and not yet delivered
 	wg     sync.WaitGroup
-	cur    Batch
+	cur    batchResult
 	err    error
 	ended  bool
 
@@ -38,9 +60,11 @@ type BatchIterator struct {
 	pending map[int]batchResult
 }
 
+// batchResult is a batch with the bytes it is counted for, or an error.
 type batchResult struct {
-	b   Batch
-	err error
+	b    Batch
+	size int64
+	err  error
 }
 
 // Batches starts an execution and re-slices its blocks into batches.
@@ -48,62 +72,34 @@ type batchResult struct {
 func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterator {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	return newBatchIterator(parent, ctx, cancel, d.Iter(ctx), opts, form)
+	it := d.Iter(ctx)
+	return newBatchIterator(parent, ctx, cancel, it, it.budget, opts, form)
 }
 
-// formFunc reads blocks from it and sends batches until it ends or send
-// returns false: form for Batches, batchCut.form for ShardBatches.
-type formFunc func(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batchResult) bool)
-
-// newBatchIterator re-slices the blocks of it into batches with formBatches;
-// cancel stops it (ctx is parent's child that cancel cancels).
-func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it BlockIterator, opts *BatchOptions, formBatches formFunc) *BatchIterator {
+// newBatchIterator re-slices the blocks of it into batches with formBatches,
+// counting what it holds in budget; cancel stops it (ctx is parent's child
+// that cancel cancels).
+func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it BlockIterator, budget *memBudget, opts *BatchOptions, formBatches formFunc) *BatchIterator {
 	o := opts.normalize()
 	raw := make(chan batchResult, o.PrefetchBatches)
-	bi := &BatchIterator{parent: parent, cancel: cancel, order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
+	bi := &BatchIterator{parent: parent, cancel: cancel, budget: budget, stats: &batchCounters{},
+		order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
+	sink := &batchSink{ctx: ctx, budget: budget, out: raw, stats: bi.stats}
 	bi.wg.Go(func() {
 		defer close(raw)
 		defer it.Close()
-		formBatches(ctx, it, &o, func(r batchResult) bool {
-			select {
-			case raw <- r:
-				return true
-			case <-ctx.Done():
-				if r.b.Record != nil {
-					r.b.Record.Release()
-				}
-				return false
-			}
-		})
+		formBatches(ctx, it, &o, sink)
 	})
 	if o.Collate == nil {
 		bi.out = raw
 		return bi
 	}
 	bi.out = make(chan batchResult, o.CollateWorkers)
+	bi.tokens = make(chan struct{}, 2*o.CollateWorkers)
 	var in sync.Mutex // the workers share the input under a lock
 	var workers sync.WaitGroup
 	for range o.CollateWorkers {
-		workers.Go(func() {
-			for {
-				in.Lock()
-				r, ok := <-raw
-				in.Unlock()
-				if !ok {
-					return
-				}
-				if r.err == nil {
-					r.b.Collated, r.err = callUser("Collate", func() (any, error) { return o.Collate(ctx, r.b.Record) })
-				}
-				select {
-				case bi.out <- r:
-				case <-ctx.Done():
-					if r.b.Record != nil {
-						r.b.Record.Release()
-					}
-				}
-			}
-		})
+		workers.Go(func() { bi.collateWorker(ctx, &in, raw, o.Collate) })
 	}
 	bi.wg.Go(func() {
 		workers.Wait()
@@ -112,164 +108,69 @@ func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it
 	return bi
 }
 
-// form reads blocks and sends batches of o.BatchSize rows.
-func form(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batchResult) bool) {
-	var held rowCarry // rows not yet batched, in order
-	defer held.release()
-	var shuffle func(arrow.RecordBatch) (arrow.RecordBatch, error)
-	if o.LocalShuffleBufferSize > 0 {
-		rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x5bd1e995))
-		shuffle = func(all arrow.RecordBatch) (arrow.RecordBatch, error) {
-			return take(ctx, all, rng.Perm(int(all.NumRows())))
-		}
-	}
-	idx := 0
-	// batch cuts n rows off the front of held and sends them; false when
-	// forming must stop.
-	batch := func(n int64) bool {
-		rec, err := held.cut(n, shuffle)
-		if err != nil {
-			send(batchResult{err: err})
-			return false
-		}
-		ok := send(batchResult{b: Batch{Record: rec, Index: idx}})
-		idx++
-		return ok
-	}
-	need := max(o.BatchSize, o.LocalShuffleBufferSize)
-	for it.Next() {
-		held.add(it.Block().Record)
-		for held.rows >= need {
-			if !batch(o.BatchSize) {
-				return
-			}
-		}
-	}
-	if err := it.Err(); err != nil {
-		send(batchResult{err: err})
-		return
-	}
-	for held.rows >= o.BatchSize || (held.rows > 0 && !o.DropLast) {
-		if !batch(min(held.rows, o.BatchSize)) {
+// collateWorker pulls batches from raw (under in), collates them and
+// queues them. A batch is pulled only with a token, given back when the
+// consumer takes the batch in order: at most 2*CollateWorkers batches are
+// between raw and the consumer, parked for order included. The stop check
+// comes under the input lock, before pulling and before collating, so no
+// work starts after Close.
+func (bi *BatchIterator) collateWorker(ctx context.Context, in *sync.Mutex, raw <-chan batchResult, collate func(context.Context, arrow.RecordBatch) (any, error)) {
+	for {
+		select {
+		case bi.tokens <- struct{}{}:
+		case <-ctx.Done():
 			return
 		}
-	}
-}
-
-// rowCarry holds rows, in order, that arrived in blocks and are not yet
-// handed on: Batches cuts its batches from one, an equal split its rounds.
-type rowCarry struct {
-	recs []arrow.RecordBatch
-	rows int64
-}
-
-// add retains rec and appends its rows.
-func (c *rowCarry) add(rec arrow.RecordBatch) {
-	rec.Retain()
-	c.recs = append(c.recs, rec)
-	c.rows += rec.NumRows()
-}
-
-// release drops every row held.
-func (c *rowCarry) release() {
-	for _, r := range c.recs {
-		r.Release()
-	}
-	c.recs, c.rows = nil, 0
-}
-
-// cut joins the rows held into one record, reorders it with reorder when
-// that is not nil (the local shuffle), and returns its first n rows (n <=
-// c.rows), keeping the rest.
-func (c *rowCarry) cut(n int64, reorder func(arrow.RecordBatch) (arrow.RecordBatch, error)) (arrow.RecordBatch, error) {
-	all, err := concat(c.recs)
-	if err != nil {
-		return nil, err
-	}
-	c.release()
-	if reorder != nil {
-		reordered, err := reorder(all)
-		all.Release()
-		if err != nil {
-			return nil, err
+		in.Lock()
+		if ctx.Err() != nil {
+			in.Unlock()
+			return
 		}
-		all = reordered
+		r, ok := <-raw
+		in.Unlock()
+		if !ok {
+			<-bi.tokens
+			return
+		}
+		if ctx.Err() != nil {
+			bi.drop(r)
+			return
+		}
+		if r.err == nil {
+			r.b.Collated, r.err = callUser("Collate", func() (any, error) { return collate(ctx, r.b.Record) })
+		}
+		start := time.Now()
+		select {
+		case bi.out <- r:
+		case <-ctx.Done():
+			bi.drop(r)
+		}
+		bi.stats.waitConsumer.Add(int64(time.Since(start)))
 	}
-	head := all.NewSlice(0, n)
-	if rest := all.NumRows() - n; rest > 0 {
-		c.recs, c.rows = []arrow.RecordBatch{all.NewSlice(n, all.NumRows())}, rest
-	}
-	all.Release()
-	return head, nil
 }
 
-// concat joins records into one with the first record's schema, taking
-// each column by name (never by position); a record lacking a column, or
-// holding it with another type, is an error.
-func concat(recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
-	if len(recs) == 1 {
-		recs[0].Retain()
-		return recs[0], nil
+// drop releases a batch that will not be delivered and gives its token
+// back.
+func (bi *BatchIterator) drop(r batchResult) {
+	if r.b.Record != nil {
+		r.b.Record.Release()
+		bi.budget.let(r.size)
 	}
-	sc := recs[0].Schema()
-	cols := make([]arrow.Array, 0, sc.NumFields())
-	defer func() {
-		for _, a := range cols {
-			a.Release()
+	if bi.tokens != nil {
+		select {
+		case <-bi.tokens:
+		default:
 		}
-	}()
-	var n int64
-	for _, r := range recs {
-		n += r.NumRows()
 	}
-	for _, f := range sc.Fields() {
-		parts := make([]arrow.Array, len(recs))
-		for i, r := range recs {
-			idx := r.Schema().FieldIndices(f.Name)
-			if len(idx) != 1 || !arrow.TypeEqual(r.Column(idx[0]).DataType(), f.Type) {
-				return nil, fmt.Errorf("dataset: batching: %w: blocks disagree on column %q (%s vs %s)", ErrSchemaConflict, f.Name, sc, r.Schema())
-			}
-			parts[i] = r.Column(idx[0])
-		}
-		a, err := array.Concatenate(parts, memory.DefaultAllocator)
-		if err != nil {
-			return nil, fmt.Errorf("dataset: batching: %w", err)
-		}
-		cols = append(cols, a)
-	}
-	return array.NewRecordBatch(sc, cols, n), nil
-}
-
-// take reorders rec's rows by perm.
-func take(ctx context.Context, rec arrow.RecordBatch, perm []int) (arrow.RecordBatch, error) {
-	b := array.NewInt64Builder(memory.DefaultAllocator)
-	defer b.Release()
-	for _, p := range perm {
-		b.Append(int64(p))
-	}
-	idx := b.NewArray()
-	defer idx.Release()
-	out, err := compute.Take(ctx, *compute.DefaultTakeOptions(), compute.NewDatum(rec), compute.NewDatum(idx))
-	if err != nil {
-		return nil, fmt.Errorf("dataset: shuffle: %w", err)
-	}
-	defer out.Release()
-	r := out.(*compute.RecordDatum).Value
-	r.Retain()
-	return r, nil
 }
 
 // Next advances to the next batch, releasing the previous one.
 func (bi *BatchIterator) Next() bool {
-	if bi.cur.Record != nil {
-		bi.cur.Record.Release()
-		bi.cur = Batch{}
-	}
+	bi.releaseCur()
 	for !bi.ended {
 		if r, ok := bi.pending[bi.next]; ok && bi.order {
 			delete(bi.pending, bi.next)
-			bi.next++
-			bi.cur = r.b
+			bi.deliver(r)
 			return true
 		}
 		r, ok := <-bi.out
@@ -286,6 +187,7 @@ func (bi *BatchIterator) Next() bool {
 			if !errors.Is(r.err, context.Canceled) || bi.err == nil {
 				bi.err = r.err
 			}
+			bi.drop(r)
 			bi.Close()
 			if err := bi.parent.Err(); err != nil && !errors.Is(bi.err, err) {
 				bi.err = fmt.Errorf("%w (%w)", err, bi.err)
@@ -296,33 +198,58 @@ func (bi *BatchIterator) Next() bool {
 			bi.pending[r.b.Index] = r
 			continue
 		}
-		bi.next++
-		bi.cur = r.b
+		bi.deliver(r)
 		return true
 	}
 	return false
 }
 
+// deliver makes r the current batch and gives its token back.
+func (bi *BatchIterator) deliver(r batchResult) {
+	bi.next++
+	bi.cur = r
+	bi.stats.rows.Add(r.b.Record.NumRows())
+	bi.stats.batches.Add(1)
+	if bi.tokens != nil {
+		<-bi.tokens
+	}
+}
+
+func (bi *BatchIterator) releaseCur() {
+	if bi.cur.b.Record != nil {
+		bi.cur.b.Record.Release()
+		bi.budget.let(bi.cur.size)
+	}
+	bi.cur = batchResult{}
+}
+
 // Batch returns the current batch.
-func (bi *BatchIterator) Batch() Batch { return bi.cur }
+func (bi *BatchIterator) Batch() Batch { return bi.cur.b }
 
 // Err returns the error that ended the iteration, if any.
 func (bi *BatchIterator) Err() error { return bi.err }
 
+// Stats returns the stream's counters so far. It is safe to call from any
+// goroutine.
+func (bi *BatchIterator) Stats() BatchStats {
+	used, high := bi.budget.usage()
+	return BatchStats{
+		Rows: bi.stats.rows.Load(), Batches: bi.stats.batches.Load(),
+		HeldBytes: used, MaxHeldBytes: high,
+		WaitingForInput:    time.Duration(bi.stats.waitInput.Load()),
+		WaitingForConsumer: time.Duration(bi.stats.waitConsumer.Load()),
+	}
+}
+
 // Close stops the execution and waits for its goroutines. Idempotent.
 func (bi *BatchIterator) Close() error {
-	if bi.cur.Record != nil {
-		bi.cur.Record.Release()
-		bi.cur = Batch{}
-	}
+	bi.releaseCur()
 	bi.cancel()
 	for r := range bi.out {
-		if r.b.Record != nil {
-			r.b.Record.Release()
-		}
+		bi.drop(r)
 	}
 	for _, r := range bi.pending {
-		r.b.Record.Release()
+		bi.drop(r)
 	}
 	bi.pending = map[int]batchResult{}
 	bi.ended = true

@@ -52,7 +52,8 @@ type Iterator struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	out    chan Block
-	freed  chan int64
+	budget *memBudget    // counts every byte of the execution, consumer side included
+	hungry chan struct{} // cap 1: Next found nothing queued and waits
 	done   chan struct{} // closed when the loop has exited
 	err    error         // set by the loop before close(out)
 
@@ -69,10 +70,10 @@ type Iterator struct {
 
 // execState is what the loop shares with Stats.
 type execState struct {
-	iterations, highWater, stalls, errored, ranges, fetched, fallbacks, pending atomic.Int64
-	mu                                                                          sync.Mutex
-	read                                                                        OpStats
-	errors                                                                      []error
+	iterations, stalls, errored, ranges, fetched, fallbacks, pending atomic.Int64
+	mu                                                               sync.Mutex
+	read                                                             OpStats
+	errors                                                           []error
 }
 
 // Iter starts an execution and returns its iterator. Cancelling ctx (or
@@ -82,7 +83,7 @@ func (d *Dataset) Iter(ctx context.Context) *Iterator {
 	pre, limit, post := splitAtLimit(d.ops)
 	it := &Iterator{
 		ctx: ctx, cancel: cancel, d: d, s: &execState{},
-		out: make(chan Block), freed: make(chan int64, freedBuffer), done: make(chan struct{}),
+		out: make(chan Block), budget: newMemBudget(d.opts.MemoryBudget), hungry: make(chan struct{}, 1), done: make(chan struct{}),
 		post: post, postSeen: make([]int64, len(post)),
 	}
 	it.s.read.Name = "ReadParquet"
@@ -107,7 +108,7 @@ func splitAtLimit(ops []*operator) (pre []*operator, limit int64, post []*operat
 func (it *Iterator) Next() bool {
 	it.releaseCur()
 	for !it.ended {
-		b, ok := <-it.out
+		b, ok := it.receive()
 		if !ok {
 			it.ended = true
 			<-it.done
@@ -166,12 +167,32 @@ func (it *Iterator) releaseCur() {
 	}
 }
 
-// free tells the loop a consumed block's bytes are no longer in flight.
-func (it *Iterator) free(n int64) {
+// receive takes the next block from the loop, telling it first when none
+// is queued (the loop may then start a read past the budget: see
+// loop.launch).
+func (it *Iterator) receive() (Block, bool) {
 	select {
-	case it.freed <- n:
-	case <-it.done:
+	case b, ok := <-it.out:
+		return b, ok
+	default:
 	}
+	select {
+	case it.hungry <- struct{}{}:
+	default:
+	}
+	b, ok := <-it.out
+	return b, ok
+}
+
+// free uncounts a consumed block's bytes.
+func (it *Iterator) free(n int64) { it.budget.let(n) }
+
+// takeBlock hands the current block over: the caller owns its record and
+// its bytes in the budget.
+func (it *Iterator) takeBlock() (arrow.RecordBatch, int64) {
+	rec, size := it.cur.Record, it.curSize
+	it.cur.Record, it.curSize = nil, 0
+	return rec, size
 }
 
 // Block returns the current block. Its record is valid until the next call
@@ -202,8 +223,9 @@ func (it *Iterator) Stats() ExecStats {
 	s.mu.Lock()
 	read, errs := s.read, slices.Clone(s.errors)
 	s.mu.Unlock()
+	_, high := it.budget.usage()
 	es := ExecStats{
-		Read: read, LoopIterations: s.iterations.Load(), BudgetHighWater: s.highWater.Load(), BudgetStalls: s.stalls.Load(),
+		Read: read, LoopIterations: s.iterations.Load(), BudgetHighWater: high, BudgetStalls: s.stalls.Load(),
 		ErroredBlocks: s.errored.Load(), Ranges: s.ranges.Load(), FetchedBytes: s.fetched.Load(),
 		Fallbacks: s.fallbacks.Load(), FootersPending: s.pending.Load(), Errors: errs,
 	}

@@ -30,7 +30,10 @@ type loop struct {
 	tasks      []*task
 	next       int // next task to launch
 	running    int
-	inFlight   int64
+	budget     *memBudget
+	hungry     bool               // the consumer waits and nothing is queued for it
+	ratio      float64            // most decoded bytes per estimated byte seen so far
+	calibrated bool               // a task of dictionary-encoded strings has finished
 	done       map[int]taskResult // finished tasks awaiting order
 	parkedRows int64              // rows of the blocks in done
 	emitNext   int                // PreserveOrder: next task index to emit
@@ -41,12 +44,15 @@ type loop struct {
 }
 
 type taskResult struct {
-	idx    int
-	file   int
-	blocks []Block
-	est    int64
-	err    error
-	st     readStats
+	idx      int
+	file     int
+	blocks   []Block
+	est      int64 // the task's estimate
+	reserved int64 // what the loop reserved for it
+	// dictStrings: the task read dictionary-encoded strings (task.dictStrings)
+	dictStrings bool
+	err         error
+	st          readStats
 }
 
 // newLoop sets up the scheduling loop of the execution behind it; run
@@ -54,18 +60,14 @@ type taskResult struct {
 func newLoop(it *Iterator, pre []*operator, limit int64) *loop {
 	d := it.d
 	l := &loop{
-		it: it, d: d, opts: d.opts, pre: pre, limit: limit,
+		it: it, d: d, opts: d.opts, pre: pre, limit: limit, budget: it.budget, ratio: 1,
 		results:   make(chan taskResult, d.opts.Workers),
 		done:      map[int]taskResult{},
 		sources:   make([]*source, len(d.files)),
 		tasksLeft: make([]int, len(d.files)),
 	}
 	l.readCtx, l.readCancel = context.WithCancel(it.ctx)
-	if l.opts.MetadataFetch == Inline {
-		l.fetcher = &inlineFetcher{ctx: l.readCtx, d: d}
-	} else {
-		l.fetcher = newThreadedFetcher(l.readCtx, d)
-	}
+	l.fetcher = newMetadataFetcher(l.readCtx, d.opts.MetadataFetch, d.resolveFooter)
 	it.s.pending.Store(int64(len(d.files)))
 	return l
 }
@@ -109,8 +111,10 @@ func (l *loop) wait() bool {
 		l.taskDone(r)
 	case out <- head:
 		l.handedOver()
-	case n := <-l.it.freed:
-		l.consumed(n)
+	case <-l.budget.wake:
+		// Bytes were let go: launch looks again.
+	case <-l.it.hungry:
+		l.hungry = true
 	case <-l.it.ctx.Done():
 		l.cancelled()
 		return false
@@ -119,10 +123,10 @@ func (l *loop) wait() bool {
 }
 
 // handedOver: the consumer took the head of the queue.
-func (l *loop) handedOver() { l.queue = l.queue[1:] }
-
-// consumed: the consumer released a block of n bytes.
-func (l *loop) consumed(n int64) { l.inFlight -= n }
+func (l *loop) handedOver() {
+	l.queue = l.queue[1:]
+	l.hungry = false
+}
 
 // cancelled: the execution's context ended; the loop stops with its error.
 func (l *loop) cancelled() { l.failed = l.it.ctx.Err() }
@@ -135,14 +139,13 @@ func (l *loop) shutdown() {
 	for l.running > 0 {
 		r := <-l.results
 		l.running--
+		l.budget.let(r.reserved)
 		releaseBlocks(r.blocks)
 	}
 	l.fetcher.close()
-	for _, b := range l.queue {
-		b.Record.Release()
-	}
+	l.releaseCounted(l.queue)
 	for _, r := range l.done {
-		releaseBlocks(r.blocks)
+		l.releaseCounted(r.blocks)
 	}
 	for _, s := range l.sources {
 		if s != nil {
@@ -156,6 +159,14 @@ func (l *loop) shutdown() {
 func releaseBlocks(bs []Block) {
 	for _, b := range bs {
 		b.Record.Release()
+	}
+}
+
+// releaseCounted releases blocks the budget counts, and uncounts them.
+func (l *loop) releaseCounted(bs []Block) {
+	for _, b := range bs {
+		b.Record.Release()
+		l.budget.let(b.Meta.SizeBytes)
 	}
 }
 
@@ -173,14 +184,7 @@ func (l *loop) satisfiable() bool {
 // again before waiting).
 func (l *loop) requestFooters() bool {
 	for l.requested < len(l.d.files) && !l.satisfiable() {
-		ahead := l.requested - l.resolved + l.filesUnlaunched()
-		if l.opts.MetadataFetch == Inline {
-			// Inline blocks the loop: fetch only when nothing is left
-			// to launch.
-			if ahead > 0 {
-				return false
-			}
-		} else if ahead >= footerLookahead {
+		if l.requested-l.resolved+l.filesUnlaunched() >= l.fetcher.lookahead() {
 			return false
 		}
 		l.requested++
@@ -250,12 +254,20 @@ func (l *loop) blockFailed(err error) {
 }
 
 // launch starts tasks while workers and budget allow, until the Limit is
-// satisfiable. A task is always allowed when nothing is in flight, so
-// progress never stops.
+// satisfiable. A task starts when its reservation fits in the budget, or
+// when the consumer waits with nothing running or queued for it (so a
+// block larger than what is left of the budget still moves and progress
+// never stops). Until a task of dictionary-encoded strings has finished,
+// such a task runs alone unless the budget has dictHeadroom times its
+// estimate to spare: its decoded size is learned before several are
+// reserved by an estimate that may be far too low.
 func (l *loop) launch() {
 	for l.running < l.opts.Workers && l.next < len(l.tasks) && !l.satisfiable() {
 		t := l.tasks[l.next]
-		if l.inFlight > 0 && l.inFlight+t.estBytes > l.opts.MemoryBudget {
+		reserve := l.reservation(t)
+		starving := l.hungry && l.running == 0 && len(l.queue) == 0
+		calibrating := t.dictStrings && !l.calibrated && l.running > 0 && !l.budget.fits(dictHeadroom*reserve)
+		if calibrating || (!l.budget.fits(reserve) && !starving) {
 			if l.blockedAt.IsZero() {
 				l.blockedAt = time.Now()
 				l.it.s.stalls.Add(1)
@@ -271,20 +283,36 @@ func (l *loop) launch() {
 		idx := l.next
 		l.next++
 		l.running++
-		l.inFlight += t.estBytes
-		l.noteHighWater()
-		go l.work(idx, t)
+		l.budget.hold(reserve)
+		go l.work(idx, t, reserve)
 	}
 }
 
-func (l *loop) noteHighWater() {
-	if l.inFlight > l.it.s.highWater.Load() {
-		l.it.s.highWater.Store(l.inFlight)
+// reservation is what a task is counted for while it runs: its estimate
+// scaled by the most decoded bytes per estimated byte seen so far.
+func (l *loop) reservation(t *task) int64 {
+	r := float64(t.estBytes) * l.ratio
+	if r >= float64(l.opts.MemoryBudget) {
+		return max(l.opts.MemoryBudget, t.estBytes)
 	}
+	return int64(r)
+}
+
+// learn updates the ratio of decoded to estimated bytes from a finished
+// task.
+func (l *loop) learn(r taskResult) {
+	if r.err != nil || r.est <= 0 {
+		return
+	}
+	var real int64
+	for _, b := range r.blocks {
+		real += b.Meta.SizeBytes
+	}
+	l.ratio = max(l.ratio, float64(real)/float64(r.est))
 }
 
 // work runs one read task and its operators on a worker goroutine.
-func (l *loop) work(idx int, t *task) {
+func (l *loop) work(idx int, t *task, reserved int64) {
 	ctx := l.readCtx
 	start := time.Now()
 	var blocks []Block
@@ -315,7 +343,7 @@ func (l *loop) work(idx int, t *task) {
 		s.read.Bytes += b.Meta.SizeBytes
 	}
 	s.mu.Unlock()
-	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, err: err, st: st}
+	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, reserved: reserved, dictStrings: t.dictStrings, err: err, st: st}
 }
 
 // taskDone: a read task finished. It frees its worker, closes its file if
@@ -325,7 +353,12 @@ func (l *loop) taskDone(r taskResult) {
 	l.running--
 	l.tasksLeft[r.file]--
 	l.closeIfDone(r.file)
-	l.inFlight -= r.est
+	var real int64
+	for _, b := range r.blocks {
+		real += b.Meta.SizeBytes
+	}
+	l.budget.adjust(r.reserved, real) // the reservation becomes the blocks
+	l.learn(r)
 	if r.err != nil {
 		var pe *PanicError
 		if l.readCtx.Err() != nil && !errors.As(r.err, &pe) {
@@ -337,10 +370,9 @@ func (l *loop) taskDone(r taskResult) {
 		}
 		r.blocks = nil // skipped
 	}
-	for _, b := range r.blocks {
-		l.inFlight += b.Meta.SizeBytes
+	if r.dictStrings {
+		l.calibrated = true
 	}
-	l.noteHighWater()
 	if !l.opts.PreserveOrder {
 		l.enqueue(r.blocks)
 		return
@@ -373,7 +405,7 @@ func (l *loop) enqueue(blocks []Block) {
 		if l.limit >= 0 {
 			left := l.limit - l.emitted
 			if left <= 0 {
-				l.inFlight -= b.Meta.SizeBytes
+				l.budget.let(b.Meta.SizeBytes)
 				b.Record.Release()
 				continue
 			}

@@ -39,6 +39,11 @@ const (
 	// footerGuess is how much of a file's tail one read fetches: enough
 	// for the footer of most files, so the footer costs one ranged read.
 	footerGuess = 64 << 10
+	// dictHeadroom is how many times its estimate a task of
+	// dictionary-encoded strings may decode to before the loop has measured
+	// one: with that much budget to spare, such tasks start in parallel
+	// before the first has finished (see loop.launch).
+	dictHeadroom = 16
 	// footerLookahead is how many files the Threaded fetcher resolves
 	// ahead of the tasks the loop has launched: enough to hide one footer
 	// read behind the reads of the file before it, and few enough that a
@@ -47,9 +52,6 @@ const (
 	// rangeFetchers is how many column-chunk ranges one read task fetches
 	// at once.
 	rangeFetchers = 8
-	// freedBuffer is how many consumed blocks the iterator can report to
-	// the loop without waiting for it.
-	freedBuffer = 64
 	// splitChunkRows is the rows each equal split gets per round.
 	splitChunkRows = 1024
 )

@@ -12,8 +12,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/arrow/util"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"golang.org/x/sync/errgroup"
 )
@@ -28,6 +30,9 @@ type task struct {
 	rows      int64 // rows the task emits
 	groupRows int64 // rows of its row groups: what decoding yields
 	estBytes  int64 // uncompressed bytes of the projected columns
+	// dictStrings: a projected byte-array column is dictionary-encoded,
+	// so the decoded size may be many times estBytes (see loop.reserve).
+	dictStrings bool
 }
 
 // newTask is the task reading unit u of file (index file) whose resolved
@@ -38,8 +43,23 @@ func newTask(f *footer, file int, u Unit) *task {
 		t.rowGroups = append(t.rowGroups, rg)
 		t.groupRows += f.md.RowGroup(rg).NumRows()
 		t.estBytes += rowGroupBytes(f.md, rg, f.leaves)
+		t.dictStrings = t.dictStrings || hasDictStrings(f.md, rg, f.leaves)
 	}
 	return t
+}
+
+// hasDictStrings reports whether a projected byte-array column chunk of
+// row group rg has a dictionary page: its uncompressed size counts each
+// distinct value once, while decoding writes every row's value out.
+func hasDictStrings(md *metadata.FileMetaData, rg int, leaves []int) bool {
+	meta := md.RowGroup(rg)
+	for _, leaf := range leaves {
+		cc, err := meta.ColumnChunk(leaf)
+		if err == nil && cc.HasDictionaryPage() && md.Schema.Column(leaf).PhysicalType() == parquet.Types.ByteArray {
+			return true
+		}
+	}
+	return false
 }
 
 // planTasks makes the executor's tasks of one file: one per unit of the

@@ -156,7 +156,9 @@ func (d *Dataset) ShardBatches(ctx context.Context, sh ShardOptions, resume *Pos
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	it := newUnitIterator(ctx, d, units)
-	bi := newBatchIterator(parent, ctx, cancel, it, opts, cut.form)
+	// A shard's reads are bounded by Workers units, not by the budget;
+	// the budget here counts what the batches hold, for Stats.
+	bi := newBatchIterator(parent, ctx, cancel, it, newMemBudget(d.opts.MemoryBudget), opts, cut.form)
 	return &ShardIterator{bi: bi, pos: pos, shard: s}, nil
 }
 
@@ -210,43 +212,57 @@ func newBatchCut(s *Shard, o *BatchOptions, pos Position, resume *Position) (*ba
 }
 
 // form cuts the blocks of it into batches by windows and sends them.
-func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, send func(batchResult) bool) {
+func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, sink *batchSink) {
 	var held rowCarry
-	defer held.release()
+	defer func() {
+		held.release()
+		sink.holding(0)
+	}()
 	idx, win, skip := 0, c.first, c.skip
 	// window cuts n rows off held, permutes them and sends their batches.
 	window := func(n int64) bool {
-		rec, err := held.cut(n, nil)
+		rec, size, err := held.cut(n)
 		if err == nil && c.shuffle {
 			var shuffled arrow.RecordBatch
 			shuffled, err = take(ctx, rec, permutation(int(n), mix(c.seed, uint64(win)), seedLocal))
 			rec.Release()
 			rec = shuffled
+			if err == nil {
+				size = recordSize(rec)
+			}
 		}
 		win++
 		if err != nil {
-			send(batchResult{err: err})
+			sink.fail(err)
 			return false
 		}
-		defer rec.Release()
+		sink.holding(held.bytes + size)
+		defer func() {
+			rec.Release()
+			sink.holding(held.bytes)
+		}()
 		for off := int64(0); off < n; off += o.BatchSize {
-			size := min(o.BatchSize, n-off)
-			if size < o.BatchSize && o.DropLast {
+			rows := min(o.BatchSize, n-off)
+			if rows < o.BatchSize && o.DropLast {
 				break
 			}
 			if skip > 0 {
 				skip--
 				continue
 			}
-			if !send(batchResult{b: Batch{Record: rec.NewSlice(off, off+size), Index: idx}}) {
+			// The batch is a slice of the window: its share of the
+			// window's count goes with it.
+			share := sliceSize(size, n, off, off+rows)
+			if !sink.send(batchResult{b: Batch{Record: rec.NewSlice(off, off+rows), Index: idx}, size: share}) {
 				return false
 			}
 			idx++
 		}
 		return true
 	}
-	for it.Next() {
-		held.add(it.Block().Record)
+	for sink.next(it) {
+		held.add(takeBlock(it, sink.budget))
+		sink.holding(held.bytes)
 		for held.rows >= c.window {
 			if !window(c.window) {
 				return
@@ -254,7 +270,7 @@ func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, 
 		}
 	}
 	if err := it.Err(); err != nil {
-		send(batchResult{err: err})
+		sink.fail(err)
 		return
 	}
 	if held.rows > 0 {

@@ -34,6 +34,7 @@ type coordinator struct {
 	mu      sync.Mutex
 	cur     *epochRun
 	changed chan struct{}
+	stats   []batchCounters // per split, over its epochs
 }
 
 // epochRun is one execution, distributed to the splits.
@@ -47,6 +48,7 @@ type epochRun struct {
 	done   chan struct{}
 	err    error // set before done is closed
 	cancel context.CancelFunc
+	budget *memBudget // the execution's: blocks queued and held by the splits count in it
 }
 
 // StreamingSplit returns n splits fed by one coordinator that owns the
@@ -71,7 +73,8 @@ func (d *Dataset) StreamingSplitWith(n int, equal bool, opts *SplitOptions) []*S
 		panic("dataset: StreamingSplit with n <= 0")
 	}
 	o := opts.normalize()
-	c := &coordinator{d: d, n: n, equal: equal, chunk: splitChunkRows, abandon: o.AbandonTimeout, changed: make(chan struct{})}
+	c := &coordinator{d: d, n: n, equal: equal, chunk: splitChunkRows, abandon: o.AbandonTimeout, changed: make(chan struct{}),
+		stats: make([]batchCounters, n)}
 	splits := make([]*Split, n)
 	for i := range splits {
 		splits[i] = &Split{c: c, i: i}
@@ -98,6 +101,23 @@ func (s *Split) Iter(ctx context.Context) (BlockIterator, error) {
 	return &splitIterator{ctx: ctx, run: run, i: s.i, c: s.c}, nil
 }
 
+// Stats returns this split's counters over its epochs: the rows and blocks
+// its iterators delivered, the current epoch's memory (the whole
+// execution's, shared by the splits), the time its iterators waited for
+// blocks, and the time the coordinator waited on this split's full queue.
+// Batches on the split have their own, per batch: BatchIterator.Stats.
+func (s *Split) Stats() BatchStats {
+	st := &s.c.stats[s.i]
+	var used, high int64
+	s.c.mu.Lock()
+	if s.c.cur != nil {
+		used, high = s.c.cur.budget.usage()
+	}
+	s.c.mu.Unlock()
+	return BatchStats{Rows: st.rows.Load(), Batches: st.batches.Load(), HeldBytes: used, MaxHeldBytes: high,
+		WaitingForInput: time.Duration(st.waitInput.Load()), WaitingForConsumer: time.Duration(st.waitConsumer.Load())}
+}
+
 // Batches is Iter re-sliced into batches (see Dataset.Batches).
 func (s *Split) Batches(ctx context.Context, opts *BatchOptions) (*BatchIterator, error) {
 	it, err := s.Iter(ctx)
@@ -106,7 +126,7 @@ func (s *Split) Batches(ctx context.Context, opts *BatchOptions) (*BatchIterator
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	return newBatchIterator(parent, ctx, cancel, it, opts, form), nil
+	return newBatchIterator(parent, ctx, cancel, it, it.(*splitIterator).run.budget, opts, form), nil
 }
 
 // join returns epoch e's run, starting it if this is the first split to
@@ -164,10 +184,12 @@ func (c *coordinator) start(e int) *epochRun {
 	} else {
 		run.shared = make(chan Block, c.n)
 	}
+	it := c.d.Iter(ctx)
+	run.budget = it.budget
 	c.cur = run
 	close(c.changed)
 	c.changed = make(chan struct{})
-	go c.distribute(ctx, run)
+	go c.distribute(ctx, run, it)
 	return run
 }
 
@@ -188,9 +210,8 @@ func (c *coordinator) finish(run *epochRun, i int) {
 	})
 }
 
-// distribute runs the execution and hands out its blocks.
-func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
-	it := c.d.Iter(ctx)
+// distribute runs the execution it and hands out its blocks.
+func (c *coordinator) distribute(ctx context.Context, run *epochRun, it *Iterator) {
 	defer func() {
 		it.Close()
 		if err := it.Err(); err != nil && ctx.Err() == nil && run.err == nil {
@@ -206,36 +227,46 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 	}()
 	if !c.equal {
 		for it.Next() {
-			b := it.Block()
-			b.Record.Retain()
+			source := it.Block().Meta.Source
+			rec, size := it.takeBlock()
+			b := newBlock(rec, source)
+			b.Meta.SizeBytes = size
 			select {
 			case run.shared <- b:
 			case <-ctx.Done():
-				b.Record.Release()
+				rec.Release()
+				run.budget.let(size)
 				return
 			}
 		}
 		return
 	}
 	var carry rowCarry
-	defer carry.release()
+	defer func() {
+		run.budget.let(carry.bytes)
+		carry.release()
+	}()
 	// round hands each split per rows, cut from the front of carry.
 	round := func(per int64) bool {
-		head, err := carry.cut(int64(c.n)*per, nil)
+		rows := int64(c.n) * per
+		head, size, err := carry.cut(rows)
 		if err != nil {
+			run.budget.let(size)
 			run.err = err
 			return false
 		}
 		defer head.Release()
 		for i := range c.n {
-			if !c.give(ctx, run, i, head.NewSlice(int64(i)*per, int64(i+1)*per)) {
+			piece := newBlock(head.NewSlice(int64(i)*per, int64(i+1)*per), "")
+			piece.Meta.SizeBytes = sliceSize(size, rows, int64(i)*per, int64(i+1)*per)
+			if !c.give(ctx, run, i, piece) {
 				return false
 			}
 		}
 		return true
 	}
 	for it.Next() {
-		carry.add(it.Block().Record)
+		carry.add(it.takeBlock())
 		for carry.rows >= int64(c.n)*c.chunk {
 			if !round(c.chunk) {
 				return
@@ -251,28 +282,34 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun) {
 }
 
 // give sends a piece to split i, unless the split has finished (then the
-// piece is dropped: a closed split never blocks the others).
-func (c *coordinator) give(ctx context.Context, run *epochRun, i int, rec arrow.RecordBatch) bool {
-	b := newBlock(rec, "")
+// piece is dropped: a closed split never blocks the others). A piece not
+// given is released and uncounted.
+func (c *coordinator) give(ctx context.Context, run *epochRun, i int, b Block) bool {
+	drop := func() {
+		b.Record.Release()
+		run.budget.let(b.Meta.SizeBytes)
+	}
 	select {
 	case <-run.closed[i]:
-		rec.Release()
+		drop()
 		return true
 	default:
 	}
 	t := time.NewTimer(c.abandon)
 	defer t.Stop()
+	start := time.Now()
+	defer func() { c.stats[i].waitConsumer.Add(int64(time.Since(start))) }()
 	select {
 	case run.perSp[i] <- b:
 		return true
 	case <-run.closed[i]:
-		rec.Release()
+		drop()
 		return true
 	case <-ctx.Done():
-		rec.Release()
+		drop()
 		return false
 	case <-t.C:
-		rec.Release()
+		drop()
 		run.err = fmt.Errorf("%w: split %d took no block for %v", ErrSplitAbandoned, i, c.abandon)
 		return false
 	}
@@ -296,12 +333,25 @@ func (s *splitIterator) queue() chan Block {
 	return s.run.perSp[s.i]
 }
 
-// Next advances to the next block, releasing the previous one.
-func (s *splitIterator) Next() bool {
+// releaseCur releases the current block and uncounts it.
+func (s *splitIterator) releaseCur() {
 	if s.cur.Record != nil {
 		s.cur.Record.Release()
+		s.run.budget.let(s.cur.Meta.SizeBytes)
 		s.cur = Block{}
 	}
+}
+
+// takeBlock hands the current block over (see blockTaker).
+func (s *splitIterator) takeBlock() (arrow.RecordBatch, int64) {
+	rec, size := s.cur.Record, s.cur.Meta.SizeBytes
+	s.cur = Block{}
+	return rec, size
+}
+
+// Next advances to the next block, releasing the previous one.
+func (s *splitIterator) Next() bool {
+	s.releaseCur()
 	if s.ended {
 		return false
 	}
@@ -311,10 +361,15 @@ func (s *splitIterator) Next() bool {
 		s.c.finish(s.run, s.i)
 		return false
 	}
+	st := &s.c.stats[s.i]
+	start := time.Now()
+	defer func() { st.waitInput.Add(int64(time.Since(start))) }()
 	select {
 	case b, ok := <-s.queue():
 		if ok {
 			s.cur = b
+			st.rows.Add(b.Meta.NumRows)
+			st.batches.Add(1)
 			return true
 		}
 		<-s.run.done
@@ -337,10 +392,7 @@ func (s *splitIterator) Err() error { return s.err }
 // Close ends this split's epoch early: it receives nothing more and never
 // holds up the other splits. Idempotent.
 func (s *splitIterator) Close() error {
-	if s.cur.Record != nil {
-		s.cur.Record.Release()
-		s.cur = Block{}
-	}
+	s.releaseCur()
 	s.ended = true
 	s.c.finish(s.run, s.i)
 	// In equal mode, drain what was already queued for this split.
@@ -352,6 +404,7 @@ func (s *splitIterator) Close() error {
 					return nil
 				}
 				b.Record.Release()
+				s.run.budget.let(b.Meta.SizeBytes)
 			default:
 				return nil
 			}

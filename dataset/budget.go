@@ -1,0 +1,96 @@
+package dataset
+
+import (
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// memBudget counts every byte one execution's pipeline holds, wherever it
+// is: reads in flight (reserved at launch, corrected to the decoded size
+// when they finish), blocks queued or held by operators, and on the
+// consumer side the rows a batch former or split holds, the batches queued
+// or being collated, parked for order, or current. Whoever holds bytes
+// counts them (hold) and whoever lets them go uncounts them (let); a
+// handover between stages is a hold by the taker before the giver's let.
+//
+// The scheduling loop starts a read only when its reservation fits under
+// the limit; the one exception is a consumer starving with nothing in
+// flight (see loop.launch), so a block larger than the budget still moves.
+// Methods are safe for concurrent use.
+type memBudget struct {
+	limit int64
+
+	mu         sync.Mutex
+	used, high int64
+	wake       chan struct{} // cap 1: signalled when bytes are let go
+}
+
+func newMemBudget(limit int64) *memBudget {
+	return &memBudget{limit: limit, wake: make(chan struct{}, 1)}
+}
+
+// hold counts n more bytes held.
+func (b *memBudget) hold(n int64) {
+	b.mu.Lock()
+	b.used += n
+	b.high = max(b.high, b.used)
+	b.mu.Unlock()
+}
+
+// let uncounts n bytes and wakes the loop, which may now start a read.
+func (b *memBudget) let(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// adjust moves a count from was to now bytes (a reservation corrected, a
+// buffer that grew or shrank).
+func (b *memBudget) adjust(was, now int64) {
+	if now >= was {
+		b.hold(now - was)
+	} else {
+		b.let(was - now)
+	}
+}
+
+// fits reports whether n more bytes stay within the limit.
+func (b *memBudget) fits(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used+n <= b.limit
+}
+
+// usage returns the bytes held now and the most held at once.
+func (b *memBudget) usage() (used, high int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.high
+}
+
+// sliceSize is the bytes a slice of rows [from, to) of rec, whose whole
+// size is size, is counted for: its share by rows. Slices share their
+// parent's buffers, so counting each slice whole would count those
+// buffers once per slice.
+func sliceSize(size, rows, from, to int64) int64 {
+	if rows <= 0 {
+		return 0
+	}
+	// size*(to-from)/rows without overflow for any realistic size: rows
+	// and sizes are bounded by memory.
+	return int64(float64(size) * float64(to-from) / float64(rows))
+}
+
+// countedRecord is a record with the bytes the budget counts for it.
+type countedRecord struct {
+	rec  arrow.RecordBatch
+	size int64
+}
