@@ -156,8 +156,8 @@ func (d *Dataset) ShardBatches(ctx context.Context, sh ShardOptions, resume *Pos
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	it := newUnitIterator(ctx, d, units)
-	// A shard's reads are bounded by Workers units, not by the budget;
-	// the budget here counts what the batches hold, for Stats.
+	// The unit reads reserve their estimates on the unitIterator's own
+	// semaphore; this budget counts what the batches hold, for Stats.
 	bi := newBatchIterator(parent, ctx, cancel, it, newMemBudget(d.opts.MemoryBudget), opts, cut.form)
 	return &ShardIterator{bi: bi, pos: pos, shard: s}, nil
 }
