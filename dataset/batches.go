@@ -31,6 +31,8 @@ type BatchStats struct {
 	// held at most: reads in flight, blocks, rows waiting to be batched,
 	// batches queued, being collated, parked for order, and current.
 	HeldBytes, MaxHeldBytes int64
+	// ReadsRunning is the execution's read tasks running now.
+	ReadsRunning int64
 	// WaitingForInput is the time the batch former waited for blocks;
 	// WaitingForConsumer the time it and the collate workers waited on a
 	// full queue (the consumer kept them waiting).
@@ -235,7 +237,7 @@ func (bi *BatchIterator) Stats() BatchStats {
 	used, high := bi.budget.usage()
 	return BatchStats{
 		Rows: bi.stats.rows.Load(), Batches: bi.stats.batches.Load(),
-		HeldBytes: used, MaxHeldBytes: high,
+		HeldBytes: used, MaxHeldBytes: high, ReadsRunning: bi.budget.reads.Load(),
 		WaitingForInput:    time.Duration(bi.stats.waitInput.Load()),
 		WaitingForConsumer: time.Duration(bi.stats.waitConsumer.Load()),
 	}

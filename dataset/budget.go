@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 )
@@ -24,6 +25,8 @@ type memBudget struct {
 	mu         sync.Mutex
 	used, high int64
 	wake       chan struct{} // cap 1: signalled when bytes are let go
+
+	reads atomic.Int64 // read tasks running now (the loop's count, for Stats)
 }
 
 func newMemBudget(limit int64) *memBudget {

@@ -14,7 +14,8 @@ type ExecStats struct {
 	Read            OpStats   // the read: tasks, rows, bytes, wall time, time blocked on budget
 	Ops             []OpStats // the operators, in order
 	LoopIterations  int64     // passes of the scheduling loop
-	BudgetHighWater int64     // most bytes of blocks in flight at once
+	BudgetHighWater int64     // most bytes the execution held at once: reads, blocks, and what the batches and splits over it hold
+	ReadsRunning    int64     // read tasks running now
 	BudgetStalls    int64     // times a read could not start for lack of budget
 	ErroredBlocks   int64     // failed read tasks and unreadable files skipped (MaxErroredBlocks)
 	Errors          []error   // the errors of those blocks, in the order they happened
@@ -211,6 +212,7 @@ func (it *Iterator) Close() error {
 		it.ended = true
 		for b := range it.out {
 			b.Record.Release()
+			it.free(b.Meta.SizeBytes)
 		}
 	}
 	<-it.done
@@ -225,7 +227,7 @@ func (it *Iterator) Stats() ExecStats {
 	s.mu.Unlock()
 	_, high := it.budget.usage()
 	es := ExecStats{
-		Read: read, LoopIterations: s.iterations.Load(), BudgetHighWater: high, BudgetStalls: s.stalls.Load(),
+		Read: read, LoopIterations: s.iterations.Load(), BudgetHighWater: high, ReadsRunning: it.budget.reads.Load(), BudgetStalls: s.stalls.Load(),
 		ErroredBlocks: s.errored.Load(), Ranges: s.ranges.Load(), FetchedBytes: s.fetched.Load(),
 		Fallbacks: s.fallbacks.Load(), FootersPending: s.pending.Load(), Errors: errs,
 	}

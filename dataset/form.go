@@ -54,9 +54,7 @@ func form(ctx context.Context, it BlockIterator, o *BatchOptions, sink *batchSin
 		return src.rows() >= o.LocalShuffleBufferSize || src.heldBytes() >= sink.budget.limit/2
 	}
 	for sink.next(it) {
-		rec, size := takeBlock(it, sink.budget)
-		src.add(rec, size)
-		sink.holding(src.heldBytes())
+		src.add(sink.take(it))
 		for ready() {
 			if !batch(o.BatchSize) {
 				return
@@ -230,6 +228,14 @@ type batchSink struct {
 	out    chan<- batchResult
 	stats  *batchCounters
 	held   int64 // what the former holds, as last reported
+}
+
+// take takes it's current block (takeBlock): its count becomes the
+// former's.
+func (s *batchSink) take(it BlockIterator) (arrow.RecordBatch, int64) {
+	rec, size := takeBlock(it, s.budget)
+	s.held += size
+	return rec, size
 }
 
 // holding reports that the former now holds n bytes (rows it keeps and

@@ -49,10 +49,8 @@ type taskResult struct {
 	blocks   []Block
 	est      int64 // the task's estimate
 	reserved int64 // what the loop reserved for it
-	// dictStrings: the task read dictionary-encoded strings (task.dictStrings)
-	dictStrings bool
-	err         error
-	st          readStats
+	err      error
+	st       readStats
 }
 
 // newLoop sets up the scheduling loop of the execution behind it; run
@@ -139,6 +137,7 @@ func (l *loop) shutdown() {
 	for l.running > 0 {
 		r := <-l.results
 		l.running--
+		l.budget.reads.Add(-1)
 		l.budget.let(r.reserved)
 		releaseBlocks(r.blocks)
 	}
@@ -257,16 +256,16 @@ func (l *loop) blockFailed(err error) {
 // satisfiable. A task starts when its reservation fits in the budget, or
 // when the consumer waits with nothing running or queued for it (so a
 // block larger than what is left of the budget still moves and progress
-// never stops). Until a task of dictionary-encoded strings has finished,
-// such a task runs alone unless the budget has dictHeadroom times its
-// estimate to spare: its decoded size is learned before several are
-// reserved by an estimate that may be far too low.
+// never stops). Until a task has finished, estimates are unproven
+// (dictionary-encoded strings decode to many times theirs): unless the
+// budget has room for Workers tasks at calibrationHeadroom times their
+// reservation, the first task runs alone.
 func (l *loop) launch() {
 	for l.running < l.opts.Workers && l.next < len(l.tasks) && !l.satisfiable() {
 		t := l.tasks[l.next]
 		reserve := l.reservation(t)
 		starving := l.hungry && l.running == 0 && len(l.queue) == 0
-		calibrating := t.dictStrings && !l.calibrated && l.running > 0 && !l.budget.fits(dictHeadroom*reserve)
+		calibrating := !l.calibrated && l.running > 0 && !l.budget.fits(int64(l.opts.Workers)*calibrationHeadroom*reserve)
 		if calibrating || (!l.budget.fits(reserve) && !starving) {
 			if l.blockedAt.IsZero() {
 				l.blockedAt = time.Now()
@@ -284,14 +283,19 @@ func (l *loop) launch() {
 		l.next++
 		l.running++
 		l.budget.hold(reserve)
+		l.budget.reads.Add(1)
 		go l.work(idx, t, reserve)
 	}
 }
 
 // reservation is what a task is counted for while it runs: its estimate
-// scaled by the most decoded bytes per estimated byte seen so far.
+// scaled by the most decoded bytes per estimated byte seen so far, times
+// decodePeak (while decoding, a task holds the column readers' page
+// buffers and dictionary caches beside the arrays it builds), and the
+// compressed bytes it fetches and decodes from. When the task ends the
+// reservation becomes the size of its blocks.
 func (l *loop) reservation(t *task) int64 {
-	r := float64(t.estBytes) * l.ratio
+	r := float64(t.estBytes)*l.ratio*decodePeak + float64(t.fetchBytes)
 	if r >= float64(l.opts.MemoryBudget) {
 		return max(l.opts.MemoryBudget, t.estBytes)
 	}
@@ -343,7 +347,7 @@ func (l *loop) work(idx int, t *task, reserved int64) {
 		s.read.Bytes += b.Meta.SizeBytes
 	}
 	s.mu.Unlock()
-	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, reserved: reserved, dictStrings: t.dictStrings, err: err, st: st}
+	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, reserved: reserved, err: err, st: st}
 }
 
 // taskDone: a read task finished. It frees its worker, closes its file if
@@ -351,6 +355,7 @@ func (l *loop) work(idx int, t *task, reserved int64) {
 // PreserveOrder is set).
 func (l *loop) taskDone(r taskResult) {
 	l.running--
+	l.budget.reads.Add(-1)
 	l.tasksLeft[r.file]--
 	l.closeIfDone(r.file)
 	var real int64
@@ -370,9 +375,7 @@ func (l *loop) taskDone(r taskResult) {
 		}
 		r.blocks = nil // skipped
 	}
-	if r.dictStrings {
-		l.calibrated = true
-	}
+	l.calibrated = true
 	if !l.opts.PreserveOrder {
 		l.enqueue(r.blocks)
 		return

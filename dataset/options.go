@@ -39,11 +39,16 @@ const (
 	// footerGuess is how much of a file's tail one read fetches: enough
 	// for the footer of most files, so the footer costs one ranged read.
 	footerGuess = 64 << 10
-	// dictHeadroom is how many times its estimate a task of
-	// dictionary-encoded strings may decode to before the loop has measured
-	// one: with that much budget to spare, such tasks start in parallel
-	// before the first has finished (see loop.launch).
-	dictHeadroom = 16
+	// calibrationHeadroom is how many times its reservation a task may
+	// decode to before the loop has measured one (dictionary-encoded
+	// strings reach several times): with room for Workers such tasks in
+	// the budget, the first tasks start together (see loop.launch).
+	calibrationHeadroom = 16
+	// decodePeak is a running read task's memory over the size of the
+	// blocks it ends with: measured with arrow-go v18 on dictionary-encoded
+	// columns (page buffers, dictionary caches, builders grown past their
+	// final length) at about three (see TestMemoryBudgetIter).
+	decodePeak = 3
 	// footerLookahead is how many files the Threaded fetcher resolves
 	// ahead of the tasks the loop has launched: enough to hide one footer
 	// read behind the reads of the file before it, and few enough that a
@@ -111,11 +116,18 @@ type ReadOptions struct {
 	// Workers is how many read tasks run at once. Default DefaultWorkers
 	// (4).
 	Workers int
-	// MemoryBudget caps the bytes of blocks in flight (being read, queued,
-	// or held by operators) across the execution: a slow consumer stops new
-	// reads instead of growing memory. A task is always allowed when
-	// nothing is in flight, so a block larger than the budget still moves.
-	// Default DefaultMemoryBudget (512 MiB).
+	// MemoryBudget caps every byte the pipeline holds: reads in flight
+	// (reserved before they start, from the footer's estimate scaled by
+	// what earlier reads decoded to, and corrected to the real Arrow size
+	// when they end), blocks queued or held by operators, and on the
+	// consumer side the rows Batches or a split holds, batches queued,
+	// being collated, parked for order or current, and the local shuffle
+	// buffer. A slow consumer stops new reads instead of growing memory.
+	// The one exception: when the consumer waits and nothing is running or
+	// queued for it, one read starts even if it does not fit, so a block
+	// larger than the budget still moves. The FS's own buffers (gcsfs
+	// PrefetchBudget) are not part of it. Default DefaultMemoryBudget
+	// (512 MiB).
 	MemoryBudget int64
 	// MetadataFetch picks Inline or Threaded footer resolution; with
 	// MetadataDefault, ReadParquet reads MetadataFetchEnv.
@@ -156,15 +168,21 @@ type BatchOptions struct {
 	// PrefetchBatches is how many batches are formed ahead of the
 	// consumer. Default DefaultPrefetchBatches (1).
 	PrefetchBatches int
-	// LocalShuffleBufferSize, when positive, shuffles rows within a buffer
-	// of at least this many rows before batching, using Seed.
+	// LocalShuffleBufferSize, when positive, shuffles rows before
+	// batching, using Seed: rows collect until at least this many (or half
+	// the memory budget's worth) are held, are put in random order at
+	// once, and batches are drawn from that pool while later rows collect
+	// for the next; a batch costs time in proportion to the batch.
 	LocalShuffleBufferSize int64
 	// Seed seeds the local shuffle.
 	Seed uint64
 	// Collate, when set, turns each batch into the value the consumer gets
 	// (Batch.Collated), run by CollateWorkers goroutines that share the
 	// input under a lock and write one output queue of CollateWorkers
-	// entries: at most 2*CollateWorkers batches are in flight.
+	// entries: at most 2*CollateWorkers batches are between the batch
+	// former and the consumer, those parked for PreserveOrder included.
+	// The batches count in the memory budget; what Collate returns does
+	// not (it is the caller's type).
 	Collate func(ctx context.Context, rec arrow.RecordBatch) (any, error)
 	// CollateWorkers is N above. Default DefaultCollateWorkers (1).
 	CollateWorkers int

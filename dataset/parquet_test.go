@@ -62,6 +62,16 @@ func writeParquet(t testing.TB, first, n, rowGroup int64) []byte {
 
 // memFS is a gcsfs.FS over a memblob bucket holding the given files.
 func memFS(t testing.TB, files map[string][]byte) (*gcsfs.FS, *blob.Bucket) {
+	return memFSOpts(t, files, nil)
+}
+
+// memFSWith is memFS with gcsfs options.
+func memFSWith(t testing.TB, files map[string][]byte, opts *gcsfs.Options) *gcsfs.FS {
+	f, _ := memFSOpts(t, files, opts)
+	return f
+}
+
+func memFSOpts(t testing.TB, files map[string][]byte, opts *gcsfs.Options) (*gcsfs.FS, *blob.Bucket) {
 	t.Helper()
 	b := memblob.OpenBucket(nil)
 	for name, data := range files {
@@ -69,7 +79,7 @@ func memFS(t testing.TB, files map[string][]byte) (*gcsfs.FS, *blob.Bucket) {
 			t.Fatal(err)
 		}
 	}
-	f, err := gcsfs.New(context.Background(), b, nil)
+	f, err := gcsfs.New(context.Background(), b, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/arrow/util"
-	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
@@ -30,9 +28,9 @@ type task struct {
 	rows      int64 // rows the task emits
 	groupRows int64 // rows of its row groups: what decoding yields
 	estBytes  int64 // uncompressed bytes of the projected columns
-	// dictStrings: a projected byte-array column is dictionary-encoded,
-	// so the decoded size may be many times estBytes (see loop.reserve).
-	dictStrings bool
+	// fetchBytes is the compressed bytes of the projected column chunks:
+	// held, with the pages decompressed from them, while the task decodes
+	fetchBytes int64
 }
 
 // newTask is the task reading unit u of file (index file) whose resolved
@@ -43,23 +41,22 @@ func newTask(f *footer, file int, u Unit) *task {
 		t.rowGroups = append(t.rowGroups, rg)
 		t.groupRows += f.md.RowGroup(rg).NumRows()
 		t.estBytes += rowGroupBytes(f.md, rg, f.leaves)
-		t.dictStrings = t.dictStrings || hasDictStrings(f.md, rg, f.leaves)
+		t.fetchBytes += rowGroupCompressedBytes(f.md, rg, f.leaves)
 	}
 	return t
 }
 
-// hasDictStrings reports whether a projected byte-array column chunk of
-// row group rg has a dictionary page: its uncompressed size counts each
-// distinct value once, while decoding writes every row's value out.
-func hasDictStrings(md *metadata.FileMetaData, rg int, leaves []int) bool {
+// rowGroupCompressedBytes is the compressed size of row group rg's
+// projected column chunks.
+func rowGroupCompressedBytes(md *metadata.FileMetaData, rg int, leaves []int) int64 {
 	meta := md.RowGroup(rg)
+	var n int64
 	for _, leaf := range leaves {
-		cc, err := meta.ColumnChunk(leaf)
-		if err == nil && cc.HasDictionaryPage() && md.Schema.Column(leaf).PhysicalType() == parquet.Types.ByteArray {
-			return true
+		if cc, err := meta.ColumnChunk(leaf); err == nil {
+			n += max(cc.TotalCompressedSize(), 0)
 		}
 	}
-	return false
+	return n
 }
 
 // planTasks makes the executor's tasks of one file: one per unit of the
@@ -265,7 +262,9 @@ func openRecords(ctx context.Context, t *task, fr *fetched, batchRows int64, mem
 	}
 	// Parallel is off: arrow-go would start one goroutine per column with no
 	// cap; parallelism comes from tasks running on the executor's workers.
-	ar, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: batchRows}, mem)
+	// The record reader reserves a whole batch per column up front: a batch
+	// larger than the task's rows would allocate memory no row fills.
+	ar, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: max(1, min(batchRows, t.groupRows))}, mem)
 	if err != nil {
 		return nil, err
 	}
@@ -313,5 +312,33 @@ func nextRecord(rr pqarrow.RecordReader) (rec arrow.RecordBatch, err error) {
 	return rec, nil
 }
 
-// recordSize is the bytes of a record's buffers.
-func recordSize(r arrow.RecordBatch) int64 { return util.TotalRecordSize(r) }
+// recordSize is the memory a record's buffers hold: their capacity, not
+// their length. (util.TotalRecordSize counts lengths, but a decoder grows
+// its buffers geometrically, so a block's buffers can hold twice the
+// bytes its values take; the budget must count what the heap holds.)
+// A buffer shared by several columns counts once.
+func recordSize(r arrow.RecordBatch) int64 {
+	seen := map[*memory.Buffer]bool{}
+	var n int64
+	for _, c := range r.Columns() {
+		n += arrayDataSize(c.Data(), seen)
+	}
+	return n
+}
+
+func arrayDataSize(d arrow.ArrayData, seen map[*memory.Buffer]bool) int64 {
+	var n int64
+	for _, b := range d.Buffers() {
+		if b != nil && !seen[b] {
+			seen[b] = true
+			n += int64(b.Cap())
+		}
+	}
+	for _, c := range d.Children() {
+		n += arrayDataSize(c, seen)
+	}
+	if dict, ok := d.Dictionary().(*array.Data); ok && dict != nil {
+		n += arrayDataSize(dict, seen)
+	}
+	return n
+}

@@ -261,8 +261,7 @@ func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, 
 		return true
 	}
 	for sink.next(it) {
-		held.add(takeBlock(it, sink.budget))
-		sink.holding(held.bytes)
+		held.add(sink.take(it))
 		for held.rows >= c.window {
 			if !window(c.window) {
 				return

@@ -108,13 +108,14 @@ func (s *Split) Iter(ctx context.Context) (BlockIterator, error) {
 // Batches on the split have their own, per batch: BatchIterator.Stats.
 func (s *Split) Stats() BatchStats {
 	st := &s.c.stats[s.i]
-	var used, high int64
+	var used, high, reads int64
 	s.c.mu.Lock()
 	if s.c.cur != nil {
 		used, high = s.c.cur.budget.usage()
+		reads = s.c.cur.budget.reads.Load()
 	}
 	s.c.mu.Unlock()
-	return BatchStats{Rows: st.rows.Load(), Batches: st.batches.Load(), HeldBytes: used, MaxHeldBytes: high,
+	return BatchStats{Rows: st.rows.Load(), Batches: st.batches.Load(), HeldBytes: used, MaxHeldBytes: high, ReadsRunning: reads,
 		WaitingForInput: time.Duration(st.waitInput.Load()), WaitingForConsumer: time.Duration(st.waitConsumer.Load())}
 }
 
@@ -249,12 +250,13 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun, it *Iterato
 	// round hands each split per rows, cut from the front of carry.
 	round := func(per int64) bool {
 		rows := int64(c.n) * per
+		was := carry.bytes
 		head, size, err := carry.cut(rows)
 		if err != nil {
-			run.budget.let(size)
 			run.err = err
 			return false
 		}
+		run.budget.adjust(was, carry.bytes+size) // cut may have copied the rows
 		defer head.Release()
 		for i := range c.n {
 			piece := newBlock(head.NewSlice(int64(i)*per, int64(i+1)*per), "")
