@@ -262,7 +262,11 @@ func TestMemoryBudgetDictionaryStrings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("a block decodes to %d bytes; 12 blocks; the file is %d bytes", block, plan.Files[0].Size)
+	est := rowGroupBytes(plan.footers[0], 0, []int{0, 1})
+	t.Logf("a block decodes to %d bytes, %.1fx the footer's estimate %d; the file is %d bytes", block, float64(block)/float64(est), est, plan.Files[0].Size)
+	if block < 4*est {
+		t.Fatalf("the strings decode to only %.1fx the estimate: the test needs a misleading footer", float64(block)/float64(est))
+	}
 
 	budget := 3 * block
 	ds, _ := ReadParquet(fsys, "s/*.parquet", &ReadOptions{TargetBlockBytes: 1, MemoryBudget: budget, Workers: 4})
