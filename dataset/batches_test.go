@@ -9,6 +9,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 func orderedDS(t *testing.T) *Dataset {
@@ -129,4 +131,29 @@ func TestBatchesEarlyClose(t *testing.T) {
 	bi.Next()
 	bi.Close() // leaks nothing (goleak)
 	bi.Close()
+}
+
+// Close stops the collate workers: a worker whose Collate returns after
+// Close began neither pulls another batch nor collates again, though the
+// former has batches ready (the stop check is under the input lock, before
+// pulling and before collating).
+func TestCollateStopsAtClose(t *testing.T) {
+	ds := orderedDS(t)
+	var calls, inside atomic.Int64
+	bi := ds.Batches(context.Background(), &BatchOptions{BatchSize: 100, PrefetchBatches: 8, CollateWorkers: 4,
+		Collate: func(ctx context.Context, rec arrow.RecordBatch) (any, error) {
+			calls.Add(1)
+			inside.Add(1)
+			<-ctx.Done() // every worker blocks here until Close
+			return nil, ctx.Err()
+		}})
+	testkit.WaitFor(t, "4 workers inside Collate", func() bool { return inside.Load() == 4 })
+	testkit.WaitFor(t, "the former to queue batches ahead", func() bool { return bi.Stats().WaitingForConsumer > 0 })
+	bi.Close()
+	if n := calls.Load(); n != 4 {
+		t.Fatalf("Collate called %d times, want the 4 running at Close", n)
+	}
+	if err := bi.Err(); err != nil {
+		t.Fatalf("Err after Close = %v", err)
+	}
 }
