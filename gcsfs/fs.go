@@ -238,6 +238,7 @@ func (f *FS) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	f.buffers.Close() // lets the idle buffers go; never fails
 	if f.ownGRPC {
 		if err := f.grpc.Close(); err != nil {
 			errs = append(errs, err)
@@ -281,6 +282,13 @@ type Stats struct {
 	Retries      int64 // ranges resumed after an error
 	BufferHigh   int64 // high-water mark of prefetch buffers (FS only)
 	BufferBudget int64 // the prefetch budget (FS only)
+	// BufferAllocated is the capacity of every prefetch and window buffer
+	// ever allocated (FS only): about the budget for a long read, since
+	// released buffers are reused.
+	BufferAllocated int64
+	// BufferReused is the capacity of buffer requests served by a released
+	// buffer (FS only).
+	BufferReused int64
 }
 
 func (s *Stats) add(o Stats) {
@@ -305,7 +313,8 @@ func (f *FS) Stats() Stats {
 	}
 	f.mu.Unlock()
 	s.Files = f.opened.Load()
-	s.BufferHigh = f.buffers.HighWater()
-	s.BufferBudget = f.buffers.Budget()
+	bs := f.buffers.Stats()
+	s.BufferHigh, s.BufferBudget = bs.HighWater, bs.Budget
+	s.BufferAllocated, s.BufferReused = bs.Allocated, bs.Reused
 	return s
 }

@@ -303,6 +303,11 @@ func (e *Engine) topUpLocked(end, window int64) {
 		return
 	}
 	size := target - have
+	if target < e.size {
+		// A whole size class: the buffer holds no budget it does not
+		// use, and its memory serves the next window of any file.
+		size = int64(e.opts.Buffers.Fit(int(size)))
+	}
 	// Within the budget only: prefetch less rather than wait.
 	var buf *directbuf.Buffer
 	for size > 0 {
