@@ -162,7 +162,14 @@ func newFS(ctx context.Context, b *blob.Bucket, o *Options) (*FS, error) {
 		if f.grpc == nil {
 			// Client metrics are off: their export needs a project and
 			// logs failures to stderr; pass your own GRPCClient for them.
-			opts := append([]option.ClientOption{storage.WithGRPCBidiReads(), storage.WithDisabledClientMetrics()}, o.ClientOptions...)
+			// One channel per downloader a file may open, so streams are
+			// spread over PoolSize HTTP/2 connections rather than share
+			// the storage package's single one (ClientOptions may say
+			// otherwise: they come last).
+			opts := append([]option.ClientOption{
+				storage.WithGRPCBidiReads(), storage.WithDisabledClientMetrics(),
+				option.WithGRPCConnectionPool(o.PoolSize),
+			}, o.ClientOptions...)
 			c, err := storage.NewGRPCClient(ctx, opts...)
 			if err != nil {
 				f.cancel()

@@ -87,8 +87,10 @@ type Options struct {
 	BucketName string
 	// GRPCClient is a gRPC storage client made with
 	// storage.WithGRPCBidiReads(), used for zonal reads. If nil and the
-	// bucket is zonal, one is dialled with ClientOptions (and closed by
-	// Close). The FS never closes a client it was given.
+	// bucket is zonal, one is dialled with ClientOptions over a pool of
+	// PoolSize channels (option.WithGRPCConnectionPool; an option in
+	// ClientOptions overrides it) and closed by Close. The FS never closes
+	// a client it was given.
 	GRPCClient *storage.Client
 	// ClientOptions are used when the FS dials a gRPC client itself.
 	ClientOptions []option.ClientOption

@@ -9,8 +9,6 @@ import (
 	"cloud.google.com/go/storage"
 	"gocloud.dev/blob"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/baseline"
@@ -73,7 +71,9 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	if e.fsHTTP, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOff}); err != nil {
 		return e, err
 	}
-	if e.fsMRD, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc}); err != nil {
+	// Without -grpc-conns the FS dials its own client, as a user's would:
+	// one channel per downloader (PoolSize).
+	if e.fsMRD, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc, ClientOptions: e.srv.GRPCClientOptions()}); err != nil {
 		return e, err
 	}
 	// The gRPC fake keeps its own copy of an object, made on first use:
@@ -92,20 +92,17 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	return e, nil
 }
 
-// dialGRPC returns testserver's gRPC client, or with conns > 0 the same
-// client over a pool of conns channels (HTTP/2 connections).
+// dialGRPC returns nil (the FS then dials its own client, over gcsfs's
+// pool of PoolSize channels), or with conns > 0 a client over a pool of
+// conns channels (HTTP/2 connections).
 func dialGRPC(ctx context.Context, srv *testserver.Server, conns int) (*storage.Client, error) {
 	if conns <= 0 {
-		return srv.GRPCClient(ctx)
+		return nil, nil
 	}
-	return storage.NewGRPCClient(ctx,
-		option.WithEndpoint(srv.GRPCAddr()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(),
+	return storage.NewGRPCClient(ctx, append(srv.GRPCClientOptions(),
 		option.WithGRPCConnectionPool(conns),
-		storage.WithDisabledClientMetrics(),
 		storage.WithGRPCBidiReads(),
-	)
+	)...)
 }
 
 func (e *env) close() error {
