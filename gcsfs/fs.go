@@ -80,6 +80,8 @@ type FS struct {
 	done   Stats // counters of closed files
 
 	opened atomic.Int64
+	link   linkEstimate // sizes the first prefetch window of each file
+	start  atomic.Int32 // how the last file read began: startUnknown, startAtZero, startElsewhere
 }
 
 // Open opens the bucket at url and returns an FS over it. Supported:

@@ -92,6 +92,8 @@ func (h *shaper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	h.running++
 	h.mu.Unlock()
+	h.ep.c.requestStarted()
+	defer h.ep.c.requestEnded()
 	defer func() {
 		h.mu.Lock()
 		if h.running--; h.running == 0 {

@@ -191,6 +191,11 @@ type Stats struct {
 	// address) that carried a gRPC stream or call, or (HTTP) were accepted:
 	// how many channels a client spread its streams over.
 	Connections int64
+	// MaxInFlight is the most HTTP requests (data and metadata) being
+	// served at once, latency included: two requests a client sent
+	// together overlap here, two it sent one after the other do not
+	// (given a latency longer than the client's gap). 0 on gRPC.
+	MaxInFlight int64
 	// ActiveStreams and MaxActiveStreams are streams (HTTP: connections)
 	// open now and at the most.
 	ActiveStreams, MaxActiveStreams int64
@@ -213,8 +218,24 @@ type counters struct {
 	requests, metadata, streams, active, maxActive, bytes atomic.Int64
 	faults                                                [lastFault + 1]atomic.Int64
 
+	inFlight, maxInFlight atomic.Int64
+
 	peersMu sync.Mutex
 	peers   map[string]struct{} // remote addresses of client connections seen
+}
+
+func (c *counters) requestStarted() { raiseTo(&c.maxInFlight, c.inFlight.Add(1)) }
+
+func (c *counters) requestEnded() { c.inFlight.Add(-1) }
+
+// raiseTo makes m at least n.
+func raiseTo(m *atomic.Int64, n int64) {
+	for {
+		old := m.Load()
+		if n <= old || m.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 // peerSeen counts a client connection by its remote address.
@@ -248,6 +269,7 @@ func (c *counters) snapshot() Stats {
 		ActiveStreams:    c.active.Load(),
 		MaxActiveStreams: c.maxActive.Load(),
 		Bytes:            c.bytes.Load(),
+		MaxInFlight:      c.maxInFlight.Load(),
 		Faults:           map[FaultKind]int64{},
 	}
 	c.peersMu.Lock()
@@ -266,6 +288,7 @@ func (c *counters) reset() {
 		v.Store(0)
 	}
 	c.maxActive.Store(c.active.Load())
+	c.maxInFlight.Store(c.inFlight.Load())
 	c.peersMu.Lock()
 	clear(c.peers)
 	c.peersMu.Unlock()
