@@ -168,3 +168,37 @@ func ExampleFile_ReadAt() {
 	// "klmno" <nil>
 	// "xyz" EOF
 }
+
+// ReadRanges fetches many ranges of one file at once (neighbours as one
+// request) and returns them in the order asked: here a Parquet-like footer
+// and two column chunks.
+func ExampleFile_ReadRanges() {
+	ctx := context.Background()
+	fsys, err := gcsfs.Open(ctx, "mem://", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer fsys.Close()
+	if err := fsys.Bucket().WriteAll(ctx, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"), nil); err != nil {
+		fmt.Println(err)
+		return
+	}
+	file, err := fsys.OpenContext(ctx, "abc.txt")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer file.Close()
+	got, err := file.ReadRanges(ctx, []gcsfs.Range{{Offset: 22, Length: 4}, {Offset: 0, Length: 3}, {Offset: 10, Length: 2}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%q\n", got)
+	_, err = file.ReadRanges(ctx, []gcsfs.Range{{Offset: 20, Length: 10}})
+	fmt.Println(errors.Is(err, fs.ErrInvalid))
+	// Output:
+	// ["wxyz" "abc" "kl"]
+	// true
+}

@@ -33,6 +33,8 @@ const (
 	// DefaultPrefetchBudget is the default Options.PrefetchBudget (raised
 	// to 2*MaxPrefetch when that is larger).
 	DefaultPrefetchBudget = 256 << 20
+	// DefaultCoalesceGap is the default Options.CoalesceGap.
+	DefaultCoalesceGap = 128 << 10
 	// DefaultRetries is the default Options.Retries.
 	DefaultRetries = mrdpool.DefaultRetries
 	// DefaultStallTimeout is the default Options.StallTimeout.
@@ -114,6 +116,12 @@ type Options struct {
 	// the FS together. Default DefaultPrefetchBudget (256 MiB), at least
 	// 2*MaxPrefetch.
 	PrefetchBudget int64
+	// CoalesceGap is the largest gap between two ranges of one ReadRanges
+	// call that are still fetched as one range (the gap's bytes are
+	// fetched and dropped: cheaper than a round trip). Default
+	// DefaultCoalesceGap (128 KiB); negative means ranges are merged only
+	// when they touch or overlap.
+	CoalesceGap int64
 	// DisablePrefetch makes every read fetch exactly its bytes.
 	DisablePrefetch bool
 	// Retries is how many times a failed range is resumed. Default
@@ -155,6 +163,12 @@ func (o *Options) normalize() Options {
 	r.MaxPrefetch = max(r.MaxPrefetch, r.BlockSize)
 	if r.MinPartSize <= 0 {
 		r.MinPartSize = DefaultMinPartSize
+	}
+	switch {
+	case r.CoalesceGap == 0:
+		r.CoalesceGap = DefaultCoalesceGap
+	case r.CoalesceGap < 0:
+		r.CoalesceGap = 0
 	}
 	if r.PrefetchBudget <= 0 {
 		r.PrefetchBudget = max(DefaultPrefetchBudget, 2*r.MaxPrefetch)

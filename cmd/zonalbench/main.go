@@ -20,7 +20,8 @@
 // The strategies are one storage.Reader stream, gocloud NewRangeReader with
 // fsspec's default cache (internal/baseline, 5 MiB readahead), and zonalread (gcsfs)
 // with prefetch off and on, over HTTP ranged reads and gRPC multi-range
-// downloaders. Every run's bytes are checked against the object (sha256);
+// downloaders; for strided, also gcsfs's vectored File.ReadRanges (the
+// footer read alone, then every selected chunk in one call). Every run's bytes are checked against the object (sha256);
 // a mismatch fails the program.
 //
 // `make bench` runs it on both profiles and writes BENCHMARKS.md at the
