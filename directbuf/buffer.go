@@ -37,7 +37,9 @@ var errOverflow = errors.New("directbuf: write past the end of the section")
 type Buffer struct {
 	data []byte
 	pool *Pool // nil when not pooled
-	cap  int64 // weight held in the pool's budget
+	cap  int64 // weight held in the pool's budget: its block's size
+	slab *slab // the slab its block is carved from; nil for a standalone buffer
+	boff int64 // the block's offset in slab
 
 	mu       sync.Mutex
 	written  rangeSet
@@ -235,16 +237,6 @@ func (b *Buffer) Release() {
 	if b.pool != nil {
 		b.pool.put(b)
 	}
-}
-
-// reset prepares a recycled buffer for a new user.
-func (b *Buffer) reset(size int) {
-	b.data = b.data[:size]
-	b.written = b.written[:0]
-	b.failed = nil
-	b.released = false
-	b.waiters = 0
-	b.changed = make(chan struct{})
 }
 
 // rangeSet is a sorted list of disjoint, non-adjacent half-open intervals.

@@ -3,6 +3,7 @@ package directbuf
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -144,5 +145,131 @@ func BenchmarkAssemble64MiB(b *testing.B) {
 		}
 		wg.Wait()
 		buf.Release()
+	}
+}
+
+func TestPoolFitAndSlabs(t *testing.T) {
+	p := NewPool(64 << 20)
+	if p.SlabSize() != 16<<20 {
+		t.Fatalf("SlabSize = %d", p.SlabSize())
+	}
+	for _, c := range [][2]int{{0, 0}, {1000, 1000}, {minBlock, minBlock}, {minBlock + 1, minBlock}, {3 << 20, 2 << 20}, {16 << 20, 16 << 20}, {16<<20 + 1, 16<<20 + 1}} {
+		if got := p.Fit(c[0]); got != c[1] {
+			t.Errorf("Fit(%d) = %d, want %d", c[0], got, c[1])
+		}
+	}
+	if NewPool(100).SlabSize() != 0 || NewPool(1<<20).SlabSize() != 256<<10 || NewPool(100<<20).SlabSize() != 16<<20 {
+		t.Error("slab sizes")
+	}
+}
+
+// A long run of windows of varying sizes allocates about the budget, not
+// the bytes it hands out.
+func TestPoolLongRunAllocatesItsBudget(t *testing.T) {
+	const budget = 64 << 20
+	p := NewPool(budget)
+	r := rand.New(rand.NewPCG(6, 16))
+	var handed int64
+	var held []*Buffer
+	for range 5000 {
+		size := 1<<20 + r.IntN(7<<20)
+		if b, ok := p.TryGet(size); ok {
+			handed += int64(size)
+			held = append(held, b)
+		}
+		if len(held) > 6 || r.IntN(3) == 0 {
+			i := r.IntN(len(held) + 1)
+			if i < len(held) {
+				held[i].Release()
+				held = append(held[:i], held[i+1:]...)
+			}
+		}
+	}
+	for _, b := range held {
+		b.Release()
+	}
+	s := p.Stats()
+	if handed < 100*budget {
+		t.Fatalf("handed out only %d bytes", handed)
+	}
+	if s.Allocated > budget*3/2 {
+		t.Fatalf("allocated %d bytes for %d handed out: over 1.5x the %d budget (stats %+v)", s.Allocated, handed, budget, s)
+	}
+	if s.HighWater > budget || s.InUse != 0 || s.Held > budget {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestPoolCloseDropsSlabs(t *testing.T) {
+	p := NewPool(1 << 20) // slabs of 256 KiB
+	a, _ := p.TryGet(300 << 10)
+	b, _ := p.TryGet(100 << 10)
+	c, _ := p.TryGet(100 << 10) // b's slab
+	a.Release()                 // larger than a slab: allocated on its own, let go at once
+	if s := p.Stats(); s.Held != 256<<10 || s.InUse != 256<<10 || s.Dropped != 300<<10 {
+		t.Fatalf("before Close: %+v", s)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	if s := p.Stats(); s.Held != 256<<10 {
+		t.Fatalf("Close let a slab in use go, or kept a free one: %+v", s)
+	}
+	c.Release()
+	if s := p.Stats(); s.Held != 0 || s.InUse != 0 || s.Dropped != 300<<10 {
+		t.Fatalf("a slab freed after Close was kept: %+v", s)
+	}
+	if _, err := p.Get(context.Background(), 10); !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("Get after Close = %v", err)
+	}
+	if _, ok := p.TryGet(10); ok {
+		t.Fatal("TryGet after Close succeeded")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Blocks merge with their buddies: a slab cut into small buffers serves a
+// whole-slab buffer once they are released, with no new memory.
+func TestPoolBuddiesMerge(t *testing.T) {
+	const budget = 4 << 20 // one slab of 1 MiB per quarter
+	p := NewPool(budget)
+	var bs []*Buffer
+	for {
+		b, ok := p.TryGet(minBlock)
+		if !ok {
+			break
+		}
+		bs = append(bs, b)
+	}
+	if len(bs) != budget/minBlock {
+		t.Fatalf("%d small buffers, want %d", len(bs), budget/minBlock)
+	}
+	seen := map[*byte]bool{}
+	for _, b := range bs {
+		b.WriteAt([]byte{1}, 0)
+		if seen[&b.Bytes()[0]] {
+			t.Fatal("two buffers share memory")
+		}
+		seen[&b.Bytes()[0]] = true
+	}
+	for i := len(bs) - 1; i >= 0; i-- { // any order
+		bs[(i*7)%len(bs)].Release()
+	}
+	var bigs []*Buffer
+	for range 4 {
+		b, ok := p.TryGet(1 << 20)
+		if !ok {
+			t.Fatal("released blocks did not merge back into slabs")
+		}
+		bigs = append(bigs, b)
+	}
+	if s := p.Stats(); s.Allocated != budget || s.Dropped != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	for _, b := range bigs {
+		b.Release()
 	}
 }

@@ -209,7 +209,7 @@ func (f *FS) ReadFile(name string) ([]byte, error) {
 // object's size and fetches Concurrency ranges into it in parallel, with no
 // other copy of the data.
 func (f *FS) ReadFileContext(ctx context.Context, name string) ([]byte, error) {
-	file, err := f.OpenContext(ctx, name)
+	file, err := f.openFile(ctx, name, false) // the window would not be used
 	if err != nil {
 		return nil, err
 	}

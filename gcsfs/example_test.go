@@ -153,6 +153,36 @@ func ExampleFile_ReadAt() {
 	// "xyz" EOF
 }
 
+// ReadRanges fetches many ranges of one file at once (neighbours as one
+// request) and returns them in the order asked: here a Parquet-like footer
+// and two column chunks.
+func ExampleFile_ReadRanges() {
+	ctx := context.Background()
+	fsys, err := memWith(ctx, nil, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer fsys.Close()
+	file, err := fsys.OpenContext(ctx, "abc.txt")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer file.Close()
+	got, err := file.ReadRanges(ctx, []gcsfs.Range{{Offset: 22, Length: 4}, {Offset: 0, Length: 3}, {Offset: 10, Length: 2}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%q\n", got)
+	_, err = file.ReadRanges(ctx, []gcsfs.Range{{Offset: 20, Length: 10}})
+	fmt.Println(errors.Is(err, fs.ErrInvalid))
+	// Output:
+	// ["wxyz" "abc" "kl"]
+	// true
+}
+
 // memWith opens a mem:// FS with opts holding one object, name with data:
 // where the examples that read start from.
 func memWith(ctx context.Context, opts *gcsfs.Options, name string, data []byte) (*gcsfs.FS, error) {

@@ -28,6 +28,7 @@ type File struct {
 	ctx    context.Context // cancelled by Close: ends every call in flight
 	cancel context.CancelFunc
 	seq    chan struct{} // one slot: serializes Read, Seek and WriteTo
+	start  fileStart     // tells the FS how the first read began
 
 	mu     sync.Mutex // guards off and closed; never held across I/O
 	off    int64
@@ -65,7 +66,21 @@ func (f *FS) Open(name string) (fs.File, error) {
 // OpenContext opens the object name for reading and pins its generation.
 // ctx bounds the open only. Errors are *fs.PathError wrapping
 // fs.ErrInvalid (bad name), fs.ErrNotExist, fs.ErrClosed or ctx's error.
+//
+// The open costs one round trip, and so does a first read at offset 0
+// with it: on a zonal bucket the first multi-range downloader's open is the
+// stat; on another GCS bucket, when the last file this FS read was read
+// from its start, the stat is a ranged GET of the first prefetch window
+// whose headers carry the size and generation, its body the window (when
+// files are read elsewhere first, the open is a plain stat and fetches no
+// data).
 func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
+	return f.openFile(ctx, name, true)
+}
+
+// openFile is OpenContext; mayFetch lets the open fetch the first window
+// with its stat.
+func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, error) {
 	if !fs.ValidPath(name) || name == "." {
 		return nil, pathErr("open", name, fs.ErrInvalid)
 	}
@@ -78,6 +93,7 @@ func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
 	poolOpts := &mrdpool.Options{
 		PoolSize: f.opts.PoolSize, Retries: f.opts.Retries,
 		StallTimeout: f.opts.StallTimeout, Logger: f.opts.Logger, Object: name,
+		Observe: f.link.observe,
 	}
 	if f.zonal {
 		// The first multi-range downloader's open returns the object's
@@ -95,6 +111,14 @@ func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
 		}
 		return f.newFile(name, info, pool)
 	}
+	if mayFetch {
+		if file, ok, err := f.openReading(ctx, name, poolOpts); ok {
+			if err != nil {
+				return nil, pathErr("open", name, err)
+			}
+			return file, nil
+		}
+	}
 	info, err := f.statBlob(ctx, name)
 	if err != nil {
 		return nil, pathErr("open", name, err)
@@ -107,7 +131,13 @@ func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
 // newFile wraps an open pool in a File with its prefetch engine.
 func (f *FS) newFile(name string, info mrdpool.ObjectInfo, pool *mrdpool.Pool) (*File, error) {
 	engine := prefetch.New(pool, info.Size, &prefetch.Options{
-		BlockSize:   f.opts.BlockSize,
+		BlockSize: f.opts.BlockSize,
+		// The link's bandwidth-delay product as this FS's reads measured
+		// it (BlockSize until they have), and a read from the start
+		// prefetches at once: a small object is read in a few round
+		// trips, and a ramp from 1 MiB would cost most of them.
+		FirstWindow: f.link.window(f.opts.Concurrency),
+		StartAtZero: true,
 		MaxPrefetch: f.opts.MaxPrefetch,
 		Concurrency: f.opts.Concurrency,
 		MinPartSize: f.opts.MinPartSize,
@@ -228,9 +258,10 @@ func (fl *File) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if off >= fl.info.Size {
 		return 0, io.EOF
 	}
+	fl.start.first(fl.fsys, off == 0)
 	ctx, done := fl.opContext(ctx)
 	defer done()
-	n, err := fl.engine.ReadAt(ctx, p, off)
+	n, err := fl.engine.Read(ctx, p, off)
 	fl.setOffset(off + int64(n))
 	if err == io.EOF && n > 0 {
 		err = nil // io.Reader: EOF comes on the next call
@@ -251,6 +282,11 @@ func (fl *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, er
 	}
 	if off < 0 {
 		return 0, pathErr("read", fl.name, fmt.Errorf("negative offset %d: %w", off, fs.ErrInvalid))
+	}
+	if len(p) > 0 {
+		// A ReadAt at 0 is as often a header as a scan: it does not
+		// make the next open fetch a window.
+		fl.start.first(fl.fsys, false)
 	}
 	ctx, done := fl.opContext(ctx)
 	defer done()
@@ -323,6 +359,7 @@ func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) 
 	}
 	defer fl.unlockSeq()
 	off := fl.offset()
+	fl.start.first(fl.fsys, false) // fetched apart from the prefetch window
 	ctx, done := fl.opContext(ctx)
 	defer done()
 	n, err := fl.writeRange(ctx, w, off, max(0, fl.info.Size-off))
@@ -343,6 +380,7 @@ func (fl *File) WriteRangeContext(ctx context.Context, w io.Writer, off, n int64
 	if !byterange.Within(off, n, fl.info.Size) {
 		return 0, pathErr("read", fl.name, fmt.Errorf("range of %d bytes at %d outside the %d-byte object: %w", n, off, fl.info.Size, fs.ErrInvalid))
 	}
+	fl.start.first(fl.fsys, false) // fetched apart from the prefetch window
 	ctx, done := fl.opContext(ctx)
 	defer done()
 	written, err := fl.writeRange(ctx, w, off, n)

@@ -80,6 +80,8 @@ type FS struct {
 	done   Stats // counters of closed files
 
 	opened atomic.Int64
+	link   linkEstimate // sizes the first prefetch window of each file
+	start  atomic.Int32 // how the last file read began: startUnknown, startAtZero, startElsewhere
 }
 
 // Open opens the bucket at url and returns an FS over it. Supported:
@@ -162,7 +164,14 @@ func newFS(ctx context.Context, b *blob.Bucket, o *Options) (*FS, error) {
 		if f.grpc == nil {
 			// Client metrics are off: their export needs a project and
 			// logs failures to stderr; pass your own GRPCClient for them.
-			opts := append([]option.ClientOption{storage.WithGRPCBidiReads(), storage.WithDisabledClientMetrics()}, o.ClientOptions...)
+			// One channel per downloader a file may open, so streams are
+			// spread over PoolSize HTTP/2 connections rather than share
+			// the storage package's single one (ClientOptions may say
+			// otherwise: they come last).
+			opts := append([]option.ClientOption{
+				storage.WithGRPCBidiReads(), storage.WithDisabledClientMetrics(),
+				option.WithGRPCConnectionPool(o.PoolSize),
+			}, o.ClientOptions...)
 			c, err := storage.NewGRPCClient(ctx, opts...)
 			if err != nil {
 				f.cancel()
@@ -238,6 +247,7 @@ func (f *FS) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	f.buffers.Close() // lets the idle buffers go; never fails
 	if f.ownGRPC {
 		if err := f.grpc.Close(); err != nil {
 			errs = append(errs, err)
@@ -281,6 +291,13 @@ type Stats struct {
 	Retries      int64 // ranges resumed after an error
 	BufferHigh   int64 // high-water mark of prefetch buffers (FS only)
 	BufferBudget int64 // the prefetch budget (FS only)
+	// BufferAllocated is the capacity of every prefetch and window buffer
+	// ever allocated (FS only): about the budget for a long read, since
+	// released buffers are reused.
+	BufferAllocated int64
+	// BufferReused is the capacity of buffer requests served by a released
+	// buffer (FS only).
+	BufferReused int64
 }
 
 func (s *Stats) add(o Stats) {
@@ -305,7 +322,8 @@ func (f *FS) Stats() Stats {
 	}
 	f.mu.Unlock()
 	s.Files = f.opened.Load()
-	s.BufferHigh = f.buffers.HighWater()
-	s.BufferBudget = f.buffers.Budget()
+	bs := f.buffers.Stats()
+	s.BufferHigh, s.BufferBudget = bs.HighWater, bs.Budget
+	s.BufferAllocated, s.BufferReused = bs.Allocated, bs.Reused
 	return s
 }

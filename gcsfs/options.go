@@ -35,6 +35,8 @@ const (
 	// DefaultPrefetchBudget is the default Options.PrefetchBudget (raised
 	// to 2*MaxPrefetch when that is larger).
 	DefaultPrefetchBudget = 256 << 20
+	// DefaultCoalesceGap is the default Options.CoalesceGap.
+	DefaultCoalesceGap = 128 << 10
 	// DefaultRetries is the default Options.Retries.
 	DefaultRetries = mrdpool.DefaultRetries
 	// DefaultStallTimeout is the default Options.StallTimeout.
@@ -89,8 +91,10 @@ type Options struct {
 	BucketName string
 	// GRPCClient is a gRPC storage client made with
 	// storage.WithGRPCBidiReads(), used for zonal reads. If nil and the
-	// bucket is zonal, one is dialled with ClientOptions (and closed by
-	// Close). The FS never closes a client it was given.
+	// bucket is zonal, one is dialled with ClientOptions over a pool of
+	// PoolSize channels (option.WithGRPCConnectionPool; an option in
+	// ClientOptions overrides it) and closed by Close. The FS never closes
+	// a client it was given.
 	GRPCClient *storage.Client
 	// ClientOptions are used when the FS dials a gRPC client itself.
 	ClientOptions []option.ClientOption
@@ -114,6 +118,12 @@ type Options struct {
 	// the FS together. Default DefaultPrefetchBudget (256 MiB), at least
 	// 2*MaxPrefetch.
 	PrefetchBudget int64
+	// CoalesceGap is the largest gap between two ranges of one ReadRanges
+	// call that are still fetched as one range (the gap's bytes are
+	// fetched and dropped: cheaper than a round trip). Default
+	// DefaultCoalesceGap (128 KiB); negative means ranges are merged only
+	// when they touch or overlap.
+	CoalesceGap int64
 	// DisablePrefetch makes every read fetch exactly its bytes.
 	DisablePrefetch bool
 	// Retries is how many times a failed range is resumed. Default
@@ -136,13 +146,16 @@ type Options struct {
 }
 
 func (o *Options) normalize() Options {
-	// BlockSize, MinPartSize, Concurrency and Retries go down as given:
-	// prefetch and mrdpool apply their own defaults, one home each. The
-	// settings below are the ones this package uses itself.
+	// MinPartSize and Retries go down as given: prefetch and mrdpool apply
+	// their own defaults. The settings below are the ones this package uses
+	// itself (its defaults are the lower packages' constants).
 	r := defaults.Of(o)
 	r.PoolSize = defaults.Positive(r.PoolSize, DefaultPoolSize)
+	r.Concurrency = defaults.Positive(r.Concurrency, DefaultConcurrency)
+	r.BlockSize = defaults.Positive(r.BlockSize, DefaultBlockSize)
 	r.MaxPrefetch = max(defaults.Positive(r.MaxPrefetch, DefaultMaxPrefetch), r.BlockSize)
 	r.PrefetchBudget = defaults.Positive(r.PrefetchBudget, max(DefaultPrefetchBudget, 2*r.MaxPrefetch))
+	r.CoalesceGap = max(cmp.Or(r.CoalesceGap, DefaultCoalesceGap), 0) // negative: no coalescing
 	r.StallTimeout = cmp.Or(r.StallTimeout, DefaultStallTimeout)
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)

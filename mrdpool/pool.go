@@ -113,6 +113,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Object names the object in log records and errors.
 	Object string
+	// Observe, when set, is told of every range that completed in one
+	// attempt: its time to first byte (from the request to the first byte
+	// in), its size, and how long its bytes took after the first. gcsfs
+	// sizes its first prefetch window from these (the link's
+	// bandwidth-delay product). It is called on the reading goroutine and
+	// must be quick.
+	Observe func(ttfb time.Duration, n int64, transfer time.Duration)
 }
 
 func (o *Options) normalize() Options {

@@ -110,7 +110,16 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 		return 0, since, err
 	}
 	w := newSliceWriter(b, since, &held.e.progress, &p.progress)
-	ret := func(err error) (int64, time.Time, error) { return w.written(), w.lastWrite(), err }
+	start := time.Now()
+	ret := func(err error) (int64, time.Time, error) {
+		if err == nil && p.opts.Observe != nil {
+			if first := w.first.Load(); first > 0 {
+				end := time.Now()
+				p.opts.Observe(time.Unix(0, first).Sub(start), w.written(), end.Sub(time.Unix(0, first)))
+			}
+		}
+		return w.written(), w.lastWrite(), err
+	}
 	done := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
 	p.ranges.Add(1)
@@ -237,6 +246,7 @@ type sliceWriter struct {
 	reading  chan struct{} // non-nil while ReadFrom is in a Read; closed after
 
 	last       atomic.Int64  // unix nanos of the last byte (or the start)
+	first      atomic.Int64  // unix nanos of the first byte; 0 before it
 	downloader *atomic.Int64 // the downloader's last byte to any range
 	pool       *atomic.Int64 // the pool's last byte to any range
 }
@@ -253,6 +263,7 @@ func newSliceWriter(b []byte, since time.Time, downloader, pool *atomic.Int64) *
 func (w *sliceWriter) progressed() {
 	now := time.Now().UnixNano()
 	w.last.Store(now)
+	w.first.CompareAndSwap(0, now)
 	if w.downloader != nil {
 		w.downloader.Store(now)
 		w.pool.Store(now)

@@ -23,10 +23,18 @@ import "github.com/zonalread/zonalread/internal/byterange"
 // to 1 and the window to 0, and asks the engine to drop prefetched data it
 // cannot use. A zero-length read changes nothing.
 //
+// With zeroStarts, a stream's read at offset 0 starts a run at once: a reader
+// that starts at the beginning of an object almost always goes on to read
+// it, and waiting for the third read would cost two round trips of a file
+// that may take only a few. Its window is the first window (firstWindow,
+// at least the read's size), doubling from there as usual.
+//
 // Its zero value is not usable (next must start at -1): make one with
 // newDetector.
 type detector struct {
 	blockSize   int64 // the smallest window
+	firstWindow int64 // the window a run starts with (>= blockSize)
+	zeroStarts  bool  // a read at offset 0 starts a run at once
 	maxPrefetch int64 // the largest window
 	minStreak   int   // the sequential read that starts prefetching
 
@@ -53,11 +61,30 @@ func newDetector(blockSize, maxPrefetch int64, minStreak int) *detector {
 	if blockSize <= 0 || maxPrefetch <= 0 || minStreak < 1 {
 		panic("prefetch: bad detector limits")
 	}
-	return &detector{blockSize: blockSize, maxPrefetch: maxPrefetch, minStreak: minStreak, next: -1}
+	return &detector{blockSize: blockSize, firstWindow: blockSize, maxPrefetch: maxPrefetch, minStreak: minStreak, next: -1}
+}
+
+// withStart sets the window a run starts with (clamped to [blockSize,
+// maxPrefetch]) and whether a read at offset 0 starts a run at once, and
+// returns d.
+func (d *detector) withStart(firstWindow int64, zeroStarts bool) *detector {
+	d.firstWindow = min(max(firstWindow, d.blockSize), d.maxPrefetch)
+	d.zeroStarts = zeroStarts
+	return d
+}
+
+// startWindow is the window of a run's first prefetching read of n bytes.
+func (d *detector) startWindow(n int64) int64 {
+	return min(max(n, d.firstWindow), d.maxPrefetch)
 }
 
 // observe records a read of n bytes at off and returns what to do.
-func (d *detector) observe(off, n int64) decision {
+func (d *detector) observe(off, n int64) decision { return d.observeRead(off, n, false) }
+
+// observeRead is observe; stream marks a read of a stream (io.Reader's
+// Read), whose read at offset 0 starts a run at once when zeroStarts is
+// set. A ReadAt at 0 is as often a header as the start of a scan.
+func (d *detector) observeRead(off, n int64, stream bool) decision {
 	if d.minStreak < 1 {
 		panic("prefetch: detector not made by newDetector")
 	}
@@ -74,8 +101,9 @@ func (d *detector) observe(off, n int64) decision {
 	if !seq {
 		reset := d.streak > 0
 		d.streak, d.window = 1, 0
-		if d.minStreak == 1 {
-			d.window = min(max(n, d.blockSize), d.maxPrefetch)
+		if d.minStreak == 1 || (off == 0 && stream && d.zeroStarts) {
+			d.streak = max(1, d.minStreak)
+			d.window = d.startWindow(n)
 		}
 		return decision{reset: reset, window: d.window}
 	}
@@ -84,7 +112,7 @@ func (d *detector) observe(off, n int64) decision {
 	case d.streak < d.minStreak:
 		d.window = 0
 	case d.window == 0:
-		d.window = min(max(n, d.blockSize), d.maxPrefetch)
+		d.window = d.startWindow(n)
 	default:
 		// Compared by halves: 2*d.window could overflow.
 		if d.window <= d.maxPrefetch/2 {

@@ -162,3 +162,41 @@ func TestDetectorZeroValuePanics(t *testing.T) {
 	var d detector
 	d.observe(0, 1)
 }
+
+// With zeroStarts, a stream's read at offset 0 starts the run at once with
+// the first window, and the run goes on doubling; a read elsewhere still
+// waits for the streak, and starts with the first window too; a ReadAt at
+// 0 (a header) does not start a run.
+func TestDetectorZeroStartsAndFirstWindow(t *testing.T) {
+	d := newDetector(256*KiB, 8*MiB, 3).withStart(2*MiB, true)
+	if got := d.observe(0, 4); got != (decision{}) {
+		t.Fatalf("ReadAt at 0: %+v, want no window", got)
+	}
+	d = newDetector(256*KiB, 8*MiB, 3).withStart(2*MiB, true)
+	streamTrace(t, d, []step{
+		{0, 64 * KiB, decision{window: 2 * MiB}},
+		{64 * KiB, 64 * KiB, seq(4 * MiB)},
+		{128 * KiB, 64 * KiB, seq(8 * MiB)},
+		{50 * MiB, MiB, decision{reset: true}}, // a seek elsewhere: no start
+		{51 * MiB, MiB, seq(0)},
+		{52 * MiB, MiB, seq(2 * MiB)},                        // the streak's start uses the first window
+		{0, 4 * MiB, decision{reset: true, window: 4 * MiB}}, // back to 0: at least the read
+	})
+	// Clamped to [blockSize, maxPrefetch].
+	if d := newDetector(256*KiB, 8*MiB, 3).withStart(64*MiB, true); d.firstWindow != 8*MiB {
+		t.Errorf("first window %d, want the 8 MiB cap", d.firstWindow)
+	}
+	if d := newDetector(256*KiB, 8*MiB, 3).withStart(0, false); d.firstWindow != 256*KiB {
+		t.Errorf("first window %d, want the 256 KiB block", d.firstWindow)
+	}
+}
+
+// streamTrace is runTrace with every read a stream's.
+func streamTrace(t *testing.T, d *detector, steps []step) {
+	t.Helper()
+	for i, s := range steps {
+		if got := d.observeRead(s.off, s.n, true); got != s.want {
+			t.Fatalf("step %d: observeRead(%d, %d, stream) = %+v, want %+v", i, s.off, s.n, got, s.want)
+		}
+	}
+}

@@ -71,9 +71,20 @@ type Options struct {
 	// is fetched. Default DefaultMaxPrefetch (64 MiB); never under
 	// BlockSize.
 	MaxPrefetch int64
+	// FirstWindow is the window a sequential run starts with, e.g. the
+	// link's bandwidth-delay product (clamped to [BlockSize,
+	// MaxPrefetch]). Default BlockSize.
+	FirstWindow int64
 	// MinStreak is the sequential read that starts prefetching. Default
 	// DefaultMinStreak (3).
 	MinStreak int
+	// StartAtZero makes a Read (not a ReadAt) at offset 0 start a run at
+	// once, with
+	// FirstWindow: a reader that starts at the beginning of an object
+	// almost always reads on, and waiting for the MinStreak-th read costs
+	// round trips a small object cannot afford. (A readahead cache reading
+	// blocks 0 and 1 then prefetches.)
+	StartAtZero bool
 	// Concurrency is how many parts a prefetch (or a large direct read) is
 	// split into, fetched in parallel. Default DefaultConcurrency (8).
 	Concurrency int
@@ -154,7 +165,7 @@ func New(f Fetcher, size int64, opts *Options) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		f: f, size: size, opts: o, ctx: ctx, cancel: cancel,
-		det: newDetector(o.BlockSize, o.MaxPrefetch, o.MinStreak),
+		det: newDetector(o.BlockSize, o.MaxPrefetch, o.MinStreak).withStart(o.FirstWindow, o.StartAtZero),
 	}
 }
 
@@ -177,6 +188,17 @@ func errClosed() error { return fmt.Errorf("prefetch: engine closed: %w", fs.Err
 // It returns ctx.Err() if ctx ends first, an error wrapping fs.ErrClosed
 // after Close, and the fetch's error if the bytes it needs failed.
 func (e *Engine) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return e.read(ctx, p, off, false)
+}
+
+// Read is ReadAt for a caller that reads the object as a stream
+// (io.Reader's Read at its offset): with Options.StartAtZero, its read at
+// offset 0 starts the prefetch window at once.
+func (e *Engine) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	return e.read(ctx, p, off, true)
+}
+
+func (e *Engine) read(ctx context.Context, p []byte, off int64, stream bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("prefetch: negative offset %d: %w", off, fs.ErrInvalid)
 	}
@@ -193,7 +215,7 @@ func (e *Engine) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	n := int64(len(p))
 	e.asked.Add(n)
 
-	plan, err := e.plan(off, n)
+	plan, err := e.plan(off, n, stream)
 	if err != nil {
 		return 0, err
 	}
@@ -225,14 +247,14 @@ func (rp *readPlan) done() {
 
 // plan observes the read, updates the chunks and prefetches, and returns
 // which bytes come from where. Chunks it uses are held until done.
-func (e *Engine) plan(off, n int64) (*readPlan, error) {
+func (e *Engine) plan(off, n int64, stream bool) (*readPlan, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return nil, errClosed()
 	}
 	end := off + n
-	d := e.det.observe(off, n)
+	d := e.det.observeRead(off, n, stream)
 	if e.opts.Disabled {
 		d.window = 0
 	}
@@ -290,6 +312,11 @@ func (e *Engine) topUpLocked(end, window int64) {
 		return
 	}
 	size := target - have
+	if target < e.size {
+		// A whole size class: the buffer holds no budget it does not
+		// use, and its memory serves the next window of any file.
+		size = int64(e.opts.Buffers.Fit(int(size)))
+	}
 	// Within the budget only: prefetch less rather than wait.
 	var buf *directbuf.Buffer
 	for size > 0 {

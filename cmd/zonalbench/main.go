@@ -20,7 +20,8 @@
 // The strategies are one storage.Reader stream, gocloud NewRangeReader with
 // fsspec's default cache (internal/baseline, 5 MiB readahead), and zonalread (gcsfs)
 // with prefetch off and on, over HTTP ranged reads and gRPC multi-range
-// downloaders. Every run's bytes are checked against the object (sha256);
+// downloaders; for strided, also gcsfs's vectored File.ReadRanges (the
+// footer read alone, then every selected chunk in one call). Every run's bytes are checked against the object (sha256);
 // a mismatch fails the program.
 //
 // `make bench` runs it on both profiles and writes BENCHMARKS.md at the
@@ -38,8 +39,8 @@
 // (under a minute; no assertions on times). -only keeps the rows whose
 // "pattern/strategy" matches; -cpuprofile writes a CPU profile of the timed
 // part of the first run of the first row kept. -grpc-conns dials the MRD
-// backend's gRPC client with N channels instead of the storage package's
-// default of one.
+// backend's gRPC client with N channels instead of gcsfs's default of one
+// per downloader (Options.PoolSize).
 package main
 
 import (
@@ -116,7 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	jsonPath := fs.String("json", "", "raw results as JSON to write (\"\" for none)")
 	only := fs.String("only", "", "keep rows whose pattern/strategy matches this regexp")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the first run of the first row kept")
-	grpcConns := fs.Int("grpc-conns", 0, "gRPC channels of the MRD client (0: the storage package's default, 1)")
+	grpcConns := fs.Int("grpc-conns", 0, "gRPC channels of the MRD client (0: gcsfs's default, PoolSize)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err

@@ -66,6 +66,9 @@ func measure(ctx context.Context, e *env, p *pattern, s *strategy, data, dst []b
 		prof.stop()
 		return r, fmt.Errorf("open: %w", err)
 	}
+	if pl, ok := sess.(planner); ok {
+		pl.plan(p.ops)
+	}
 	var pos int64
 	for i, o := range p.ops {
 		t := time.Now()

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 )
 
 // op is one read: n bytes at off.
@@ -104,7 +105,7 @@ var selected = []int64{1, 4, 6}
 func strided(size int64, groups int) *pattern {
 	footer := min(footerSize, size/64)
 	chunk := (size - footer) / int64(groups*columns)
-	p := &pattern{id: "strided", strategies: streamStrategies,
+	p := &pattern{id: "strided", strategies: append(slices.Clone(streamStrategies), "vectored-http", "vectored-mrd"),
 		desc: fmt.Sprintf("Parquet-like: the %s footer, then columns %v of %d in each of %d row groups (chunks of %s, one read each)",
 			human(footer), selected, columns, groups, human(chunk))}
 	p.ops = append(p.ops, op{size - footer, footer})

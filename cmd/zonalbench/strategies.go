@@ -9,8 +9,6 @@ import (
 	"cloud.google.com/go/storage"
 	"gocloud.dev/blob"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/baseline"
@@ -73,7 +71,9 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	if e.fsHTTP, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOff}); err != nil {
 		return e, err
 	}
-	if e.fsMRD, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc}); err != nil {
+	// Without -grpc-conns the FS dials its own client, as a user's would:
+	// one channel per downloader (PoolSize).
+	if e.fsMRD, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc, ClientOptions: e.srv.GRPCClientOptions()}); err != nil {
 		return e, err
 	}
 	// The gRPC fake keeps its own copy of an object, made on first use:
@@ -92,20 +92,17 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	return e, nil
 }
 
-// dialGRPC returns testserver's gRPC client, or with conns > 0 the same
-// client over a pool of conns channels (HTTP/2 connections).
+// dialGRPC returns nil (the FS then dials its own client, over gcsfs's
+// pool of PoolSize channels), or with conns > 0 a client over a pool of
+// conns channels (HTTP/2 connections).
 func dialGRPC(ctx context.Context, srv *testserver.Server, conns int) (*storage.Client, error) {
 	if conns <= 0 {
-		return srv.GRPCClient(ctx)
+		return nil, nil
 	}
-	return storage.NewGRPCClient(ctx,
-		option.WithEndpoint(srv.GRPCAddr()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(),
+	return storage.NewGRPCClient(ctx, append(srv.GRPCClientOptions(),
 		option.WithGRPCConnectionPool(conns),
-		storage.WithDisabledClientMetrics(),
 		storage.WithGRPCBidiReads(),
-	)
+	)...)
 }
 
 func (e *env) close() error {
@@ -160,6 +157,8 @@ var strategies = []*strategy{
 	fileStrategy("zonalread-noprefetch", "zonalread, prefetch off", "HTTP", func(e *env) *gcsfs.FS { return e.fsNoPrefetch }),
 	fileStrategy("zonalread-http", "zonalread, prefetch on", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
 	fileStrategy("zonalread-mrd", "zonalread, prefetch on", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRD }),
+	vectoredStrategy("vectored-http", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
+	vectoredStrategy("vectored-mrd", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRD }),
 	readFileStrategy("readfile-http", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
 	readFileStrategy("readfile-mrd", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRD }),
 }
@@ -275,3 +274,57 @@ func (s readFileSession) read(ctx context.Context, dst []byte, off int64) ([]byt
 }
 
 func (readFileSession) close() error { return nil }
+
+// planner is a session told the pattern's reads before the first one, as a
+// Parquet reader knows its row groups' column chunks from the footer.
+type planner interface{ plan(ops []op) }
+
+// vectoredSession reads the first op (the footer) alone, then fetches
+// every later op with one File.ReadRanges call at the second read (the
+// plan made from the footer) and serves the reads from its results.
+type vectoredSession struct {
+	f     *gcsfs.File
+	ops   []op
+	next  int // index of the next read in ops
+	got   [][]byte
+	batch bool
+}
+
+func vectoredStrategy(id, backend string, fsys func(*env) *gcsfs.FS) *strategy {
+	return &strategy{id: id, label: "zonalread ReadRanges (vectored, after the first read)", backend: backend, fsys: fsys,
+		open: func(ctx context.Context, e *env) (session, error) {
+			f, err := fsys(e).OpenContext(ctx, objectName)
+			if err != nil {
+				return nil, err
+			}
+			return &vectoredSession{f: f}, nil
+		}}
+}
+
+func (s *vectoredSession) plan(ops []op) { s.ops = ops }
+
+func (s *vectoredSession) read(ctx context.Context, dst []byte, off int64) ([]byte, error) {
+	i := s.next
+	s.next++
+	if i >= len(s.ops) || s.ops[i] != (op{off, int64(len(dst))}) {
+		return nil, fmt.Errorf("vectored session: read %d (%d bytes at %d) is not the planned one", i, len(dst), off)
+	}
+	if i == 0 {
+		_, err := s.f.ReadAtContext(ctx, dst, off)
+		return dst, err
+	}
+	if !s.batch {
+		rs := make([]gcsfs.Range, 0, len(s.ops)-1)
+		for _, o := range s.ops[1:] {
+			rs = append(rs, gcsfs.Range{Offset: o.off, Length: o.n})
+		}
+		got, err := s.f.ReadRanges(ctx, rs)
+		if err != nil {
+			return nil, err
+		}
+		s.got, s.batch = got, true
+	}
+	return s.got[i-1], nil
+}
+
+func (s *vectoredSession) close() error { return s.f.Close() }

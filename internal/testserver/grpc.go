@@ -93,6 +93,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -381,6 +382,7 @@ func (g *grpcServer) objectMessage(o storedObject) protoreflect.Message {
 
 func (g *grpcServer) getObject(ctx context.Context, req protoreflect.Message) (any, error) {
 	g.ep.c.metadata.Add(1)
+	g.seePeer(ctx)
 	o, err := g.lookup(bucketFromResource(getString(req, "bucket")), getString(req, "object"), getInt(req, "generation"))
 	if err != nil {
 		return nil, err
@@ -420,8 +422,16 @@ func (g *grpcServer) openSpec(spec protoreflect.Message) (o storedObject, viaHan
 	return o, viaHandle, nil
 }
 
+// seePeer counts the client connection a call came on.
+func (g *grpcServer) seePeer(ctx context.Context) {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		g.ep.c.peerSeen(p.Addr.String())
+	}
+}
+
 func (g *grpcServer) bidiReadObject(ss grpc.ServerStream) error {
 	g.ep.c.streamOpened()
+	g.seePeer(ss.Context())
 	defer g.ep.c.streamClosed()
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()

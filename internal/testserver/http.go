@@ -53,10 +53,11 @@ func (h *shaper) connContext(ctx context.Context, _ net.Conn) context.Context {
 	return context.WithValue(ctx, connShapeKey{}, &connShape{})
 }
 
-func (h *shaper) connState(_ net.Conn, state http.ConnState) {
+func (h *shaper) connState(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
 		h.ep.c.streamOpened()
+		h.ep.c.peerSeen(c.RemoteAddr().String())
 	case http.StateClosed, http.StateHijacked:
 		h.ep.c.streamClosed()
 	}
@@ -91,6 +92,8 @@ func (h *shaper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	h.running++
 	h.mu.Unlock()
+	h.ep.c.requestStarted()
+	defer h.ep.c.requestEnded()
 	defer func() {
 		h.mu.Lock()
 		if h.running--; h.running == 0 {

@@ -322,22 +322,34 @@ func (s *Server) HTTPClient(ctx context.Context) (*storage.Client, error) {
 	return c, nil
 }
 
+// GRPCClientOptions are the client options that reach the gRPC endpoint:
+// its address, insecure transport, no authentication and no client
+// metrics; for a caller that dials its own client (gcsfs.Options.
+// ClientOptions), which must add storage.WithGRPCBidiReads for
+// MultiRangeDownloaders. They are nil with Options.NoGRPC.
+func (s *Server) GRPCClientOptions() []option.ClientOption {
+	if s.grpc == nil {
+		return nil
+	}
+	return []option.ClientOption{
+		option.WithEndpoint(s.grpc.addr()),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithoutAuthentication(),
+		storage.WithDisabledClientMetrics(),
+	}
+}
+
 // GRPCClient returns a gRPC storage client for the gRPC endpoint, with
 // bidi reads (MultiRangeDownloader) enabled, insecure transport and no
-// authentication. It fails with Options.NoGRPC.
+// authentication, over the storage package's default of one channel. It
+// fails with Options.NoGRPC.
 //
 // The caller must Close the client.
 func (s *Server) GRPCClient(ctx context.Context) (*storage.Client, error) {
 	if s.grpc == nil {
 		return nil, errors.New("testserver: server started with NoGRPC")
 	}
-	c, err := storage.NewGRPCClient(ctx,
-		option.WithEndpoint(s.grpc.addr()),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithoutAuthentication(),
-		storage.WithDisabledClientMetrics(),
-		storage.WithGRPCBidiReads(),
-	)
+	c, err := storage.NewGRPCClient(ctx, append(s.GRPCClientOptions(), storage.WithGRPCBidiReads())...)
 	if err != nil {
 		return nil, fmt.Errorf("testserver: gRPC client: %w", err)
 	}

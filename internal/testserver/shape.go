@@ -187,6 +187,15 @@ type Stats struct {
 	// Streams counts gRPC BidiReadObject streams opened (HTTP: connections
 	// accepted).
 	Streams int64
+	// Connections counts the distinct client connections (by remote
+	// address) that carried a gRPC stream or call, or (HTTP) were accepted:
+	// how many channels a client spread its streams over.
+	Connections int64
+	// MaxInFlight is the most HTTP requests (data and metadata) being
+	// served at once, latency included: two requests a client sent
+	// together overlap here, two it sent one after the other do not
+	// (given a latency longer than the client's gap). 0 on gRPC.
+	MaxInFlight int64
 	// ActiveStreams and MaxActiveStreams are streams (HTTP: connections)
 	// open now and at the most.
 	ActiveStreams, MaxActiveStreams int64
@@ -208,6 +217,35 @@ func (s Stats) FaultsInjected() int64 {
 type counters struct {
 	requests, metadata, streams, active, maxActive, bytes atomic.Int64
 	faults                                                [lastFault + 1]atomic.Int64
+
+	inFlight, maxInFlight atomic.Int64
+
+	peersMu sync.Mutex
+	peers   map[string]struct{} // remote addresses of client connections seen
+}
+
+func (c *counters) requestStarted() { raiseTo(&c.maxInFlight, c.inFlight.Add(1)) }
+
+func (c *counters) requestEnded() { c.inFlight.Add(-1) }
+
+// raiseTo makes m at least n.
+func raiseTo(m *atomic.Int64, n int64) {
+	for {
+		old := m.Load()
+		if n <= old || m.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// peerSeen counts a client connection by its remote address.
+func (c *counters) peerSeen(addr string) {
+	c.peersMu.Lock()
+	defer c.peersMu.Unlock()
+	if c.peers == nil {
+		c.peers = map[string]struct{}{}
+	}
+	c.peers[addr] = struct{}{}
 }
 
 func (c *counters) streamOpened() {
@@ -231,8 +269,12 @@ func (c *counters) snapshot() Stats {
 		ActiveStreams:    c.active.Load(),
 		MaxActiveStreams: c.maxActive.Load(),
 		Bytes:            c.bytes.Load(),
+		MaxInFlight:      c.maxInFlight.Load(),
 		Faults:           map[FaultKind]int64{},
 	}
+	c.peersMu.Lock()
+	s.Connections = int64(len(c.peers))
+	c.peersMu.Unlock()
 	for k := Fault503; k <= lastFault; k++ {
 		if v := c.faults[k].Load(); v > 0 {
 			s.Faults[k] = v
@@ -246,6 +288,10 @@ func (c *counters) reset() {
 		v.Store(0)
 	}
 	c.maxActive.Store(c.active.Load())
+	c.maxInFlight.Store(c.inFlight.Load())
+	c.peersMu.Lock()
+	clear(c.peers)
+	c.peersMu.Unlock()
 	for i := range c.faults {
 		c.faults[i].Store(0)
 	}

@@ -1,0 +1,132 @@
+package gcsfs_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"io/fs"
+	"testing"
+	"time"
+
+	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testkit"
+	"github.com/zonalread/zonalread/internal/testserver"
+)
+
+// openReadRig is an FS over the HTTP fake holding objects a, b, c and d of
+// 3 MiB each.
+func openReadRig(t *testing.T) (*testserver.Test, *gcsfs.FS, map[string][]byte) {
+	t.Helper()
+	// 20 ms before every response: requests sent together overlap.
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{fakeBucket}, NoGRPC: true, Shape: testserver.Shape{Latency: 20 * time.Millisecond}})
+	objs := map[string][]byte{}
+	for i, name := range []string{"a", "b", "c", "d"} {
+		objs[name] = testkit.RandomBytes(3<<20, uint64(60+i))
+		srv.Put(t, name, objs[name])
+	}
+	fsys, err := gcsfs.New(context.Background(), srv.Blob, &gcsfs.Options{BucketName: fakeBucket, Zonal: gcsfs.ZonalOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Close() })
+	return srv, fsys, objs
+}
+
+// readAllSum reads f to the end in 64 KiB Reads and returns the sha256.
+func readAllSum(t *testing.T, f fs.File) [32]byte {
+	t.Helper()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+// After a file read from its start, the next open and its first read at
+// offset 0 cost one round trip together: the open sends its stat and a GET
+// of the first window at once (they overlap at the server, whose latency
+// holds each of them long enough to see it), and the first read is served
+// from that window; the rest of the object is fetched once.
+func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
+	srv, fsys, objs := openReadRig(t)
+	a, err := fsys.Open("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readAllSum(t, a) != sha256.Sum256(objs["a"]) {
+		t.Fatal("a: bytes differ")
+	}
+	a.Close()
+
+	srv.HTTP.ResetStats()
+	b, err := fsys.OpenContext(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	first := make([]byte, 64<<10)
+	if _, err := io.ReadFull(b, first); err != nil {
+		t.Fatal(err)
+	}
+	st := srv.HTTP.Stats()
+	if st.MetadataRequests != 1 || st.Requests != 1 || st.MaxInFlight != 2 {
+		t.Fatalf("open + first read: %d metadata and %d data requests, at most %d at once; want 1 and 1, together",
+			st.MetadataRequests, st.Requests, st.MaxInFlight)
+	}
+	if b.Size() != int64(len(objs["b"])) || b.Generation() == 0 {
+		t.Fatalf("size %d, generation %d", b.Size(), b.Generation())
+	}
+	h := sha256.New()
+	h.Write(first)
+	if _, err := io.Copy(h, struct{ io.Reader }{b}); err != nil {
+		t.Fatal(err)
+	}
+	if [32]byte(h.Sum(nil)) != sha256.Sum256(objs["b"]) {
+		t.Fatal("b: bytes differ")
+	}
+	if st := srv.HTTP.Stats(); st.Bytes != int64(len(objs["b"])) {
+		t.Fatalf("the server sent %d bytes for a %d-byte object", st.Bytes, len(objs["b"]))
+	}
+
+	// A missing object still fails at Open, with fs.ErrNotExist.
+	if _, err := fsys.Open("missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Open(missing) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// When files are read elsewhere first (a footer, a random read), or before
+// any file was read, an open is a plain stat that fetches no data, and a
+// random read fetches exactly its bytes.
+func TestOpenAfterRandomReadsFetchesNothing(t *testing.T) {
+	srv, fsys, objs := openReadRig(t)
+	// A fresh FS knows nothing: its first open is a stat. Its file is
+	// read first away from the start.
+	a, err := fsys.OpenContext(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ReadAt(make([]byte, 4096), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	srv.HTTP.ResetStats()
+	c, err := fsys.OpenContext(context.Background(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if st := srv.HTTP.Stats(); st.MetadataRequests != 1 || st.Requests != 0 || st.Bytes != 0 {
+		t.Fatalf("open after a random first read: %d metadata, %d data requests, %d bytes; want a stat only", st.MetadataRequests, st.Requests, st.Bytes)
+	}
+	p := make([]byte, 4096)
+	if _, err := c.ReadAt(p, 2<<20+5); err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(p) != sha256.Sum256(objs["c"][2<<20+5:2<<20+5+4096]) {
+		t.Fatal("c: bytes differ")
+	}
+	if st := srv.HTTP.Stats(); st.Bytes != 4096 {
+		t.Fatalf("a 4 KiB random read made the server send %d bytes", st.Bytes)
+	}
+}
