@@ -193,6 +193,17 @@ func TestMemoryBudgetStreamingSplit(t *testing.T) {
 	r := newMemoryRig(t, 4<<20)
 	s := newSeen(r.rows)
 	splits := r.ds.StreamingSplit(4, true)
+	// Every 20 batches all four consumers stop at a checkpoint; split 0,
+	// the slow one, measures the heap while they wait (a collection while
+	// the others allocate would count their garbage as live), then lets
+	// them go on.
+	const checkpoints = 3
+	var arrived [checkpoints]sync.WaitGroup
+	var resume [checkpoints]chan struct{}
+	for k := range checkpoints {
+		arrived[k].Add(len(splits))
+		resume[k] = make(chan struct{})
+	}
 	var wg sync.WaitGroup
 	for i, sp := range splits {
 		wg.Go(func() {
@@ -206,9 +217,15 @@ func TestMemoryBudgetStreamingSplit(t *testing.T) {
 				s.add(t, bi.Batch().Record)
 				if i == 0 {
 					slowly()
-					if n%20 == 0 {
+				}
+				if k := n / 20; n%20 == 0 && k < checkpoints {
+					arrived[k].Done()
+					if i == 0 {
+						arrived[k].Wait()
 						r.checkHeap(t, "StreamingSplit", func() int64 { return sp.Stats().ReadsRunning })
+						close(resume[k])
 					}
+					<-resume[k]
 				}
 			}
 			if err := bi.Err(); err != nil {

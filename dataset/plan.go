@@ -16,6 +16,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/zonalread/zonalread/gcsfs"
 )
 
 // task is one read of the executor or of ReadUnit: a Unit (some row groups
@@ -154,27 +156,55 @@ func readTask(ctx context.Context, t *task, gap, batchRows int64, mem memory.All
 		return readStats{}, err
 	}
 	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(rangeFetchers)
 	var st readStats
-	for i, r := range ranges {
+	for _, r := range ranges {
 		st.ranges++
 		st.fetchedBytes += r.n
-		g.Go(func() error {
-			buf := make([]byte, r.n)
-			if err := t.f.src.readAt(gctx, buf, r.off); err != nil {
-				return fmt.Errorf("dataset: %s: read [%d, %d): %w", t.f.src.name, r.off, r.off+r.n, err)
-			}
-			fr.data[i] = buf
-			return nil
-		})
 	}
-	if err := g.Wait(); err != nil {
+	if err := fetchRanges(ctx, t.f.src, fr); err != nil {
 		return st, err
 	}
 	err = decode(ctx, t, fr, batchRows, mem, emit)
 	st.fallbacks = fr.fallbacks
 	return st, err
+}
+
+// rangesReader is a file that fetches many ranges in one call: a
+// gcsfs.File issues them together (on the multi-range downloader's streams
+// of a zonal bucket, as parallel GETs elsewhere), exactly, without
+// prefetching past them.
+type rangesReader interface {
+	ReadRanges(ctx context.Context, rs []gcsfs.Range) ([][]byte, error)
+}
+
+// fetchRanges fills fr.data with the bytes of fr.ranges: in one vectored
+// call when the file offers it, else rangeFetchers ReadAts at a time.
+func fetchRanges(ctx context.Context, src *source, fr *fetched) error {
+	if rr, ok := src.r.(rangesReader); ok {
+		rs := make([]gcsfs.Range, len(fr.ranges))
+		for i, r := range fr.ranges {
+			rs[i] = gcsfs.Range{Offset: r.off, Length: r.n}
+		}
+		data, err := rr.ReadRanges(ctx, rs)
+		if err != nil {
+			return fmt.Errorf("dataset: %s: read %d ranges: %w", src.name, len(rs), err)
+		}
+		copy(fr.data, data)
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(rangeFetchers)
+	for i, r := range fr.ranges {
+		g.Go(func() error {
+			buf := make([]byte, r.n)
+			if err := src.readAt(gctx, buf, r.off); err != nil {
+				return fmt.Errorf("dataset: %s: read [%d, %d): %w", src.name, r.off, r.off+r.n, err)
+			}
+			fr.data[i] = buf
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // decode runs arrow-go over the prefetched bytes and conforms every record
