@@ -44,6 +44,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -55,6 +56,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/bytesize"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
@@ -173,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i := range dst {
 		dst[i] = 0 // fault the pages in now, not in the first timed run
 	}
-	rep := &report{Machine: machineInfo(), Size: c.size, Runs: c.runs, Short: c.short, GRPCConns: max(1, c.grpcConns), Started: time.Now().UTC()}
+	rep := &report{Machine: machineInfo(), Size: c.size, Runs: c.runs, Short: c.short, GRPCConns: cmp.Or(c.grpcConns, gcsfs.DefaultPoolSize), Started: time.Now().UTC()}
 	for _, p := range patterns {
 		rep.Patterns = append(rep.Patterns, patternInfo{ID: p.id, Desc: p.desc, Reads: len(p.ops), Used: p.used})
 	}

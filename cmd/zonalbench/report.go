@@ -20,7 +20,7 @@ type report struct {
 	Short     bool          `json:"short"`
 	Size      int64         `json:"object_size"`
 	Runs      int           `json:"runs_per_row"`
-	GRPCConns int           `json:"grpc_channels"` // of the MRD backend's client
+	GRPCConns int           `json:"grpc_channels"` // of the MRD backend's client (-grpc-conns, else gcsfs's PoolSize)
 	Machine   machine       `json:"machine"`
 	Profiles  []profileJSON `json:"profiles"`
 	Patterns  []patternInfo `json:"patterns"`
