@@ -8,7 +8,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -40,15 +39,7 @@ func rowFor(id int64) row { return row{id, float64(id) * 1.5, fmt.Sprintf("name-
 // group, snappy-compressed.
 func writeParquet(t testing.TB, first, n, rowGroup int64) []byte {
 	t.Helper()
-	b := array.NewRecordBuilder(memory.DefaultAllocator, testSchema)
-	defer b.Release()
-	for id := first; id < first+n; id++ {
-		r := rowFor(id)
-		b.Field(0).(*array.Int64Builder).Append(r.id)
-		b.Field(1).(*array.Float64Builder).Append(r.x)
-		b.Field(2).(*array.StringBuilder).Append(r.name)
-	}
-	rec := b.NewRecordBatch()
+	rec := idBlock(first, n)
 	defer rec.Release()
 	tbl := array.NewTableFromRecords(testSchema, []arrow.RecordBatch{rec})
 	defer tbl.Release()

@@ -103,18 +103,12 @@ func ExampleFS_ReadFile() {
 // written, so memory stays bounded for any object size.
 func ExampleFile_WriteTo() {
 	ctx := context.Background()
-	fsys, err := memWith(ctx, nil, "big.bin", bytes.Repeat([]byte("0123456789"), 300_000))
+	file, done, err := memFile(ctx, "big.bin", bytes.Repeat([]byte("0123456789"), 300_000))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer fsys.Close()
-	file, err := fsys.OpenContext(ctx, "big.bin")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer file.Close()
+	defer done()
 	h := sha256.New()
 	n, err := io.Copy(h, file)
 	if err != nil {
@@ -131,18 +125,12 @@ func ExampleFile_WriteTo() {
 // bytes that were there.
 func ExampleFile_ReadAt() {
 	ctx := context.Background()
-	fsys, err := memWith(ctx, nil, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"))
+	file, done, err := memFile(ctx, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer fsys.Close()
-	file, err := fsys.OpenContext(ctx, "abc.txt")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer file.Close()
+	defer done()
 	buf := make([]byte, 5)
 	n, err := file.ReadAt(buf, 10)
 	fmt.Printf("%q %v\n", buf[:n], err)
@@ -158,18 +146,12 @@ func ExampleFile_ReadAt() {
 // and two column chunks.
 func ExampleFile_ReadRanges() {
 	ctx := context.Background()
-	fsys, err := memWith(ctx, nil, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"))
+	file, done, err := memFile(ctx, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer fsys.Close()
-	file, err := fsys.OpenContext(ctx, "abc.txt")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer file.Close()
+	defer done()
 	got, err := file.ReadRanges(ctx, []gcsfs.Range{{Offset: 22, Length: 4}, {Offset: 0, Length: 3}, {Offset: 10, Length: 2}})
 	if err != nil {
 		fmt.Println(err)
@@ -195,4 +177,18 @@ func memWith(ctx context.Context, opts *gcsfs.Options, name string, data []byte)
 		return nil, err
 	}
 	return fsys, nil
+}
+
+// memFile opens name, holding data, on a mem:// FS with the defaults;
+// done closes both.
+func memFile(ctx context.Context, name string, data []byte) (file *gcsfs.File, done func(), err error) {
+	fsys, err := memWith(ctx, nil, name, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if file, err = fsys.OpenContext(ctx, name); err != nil {
+		fsys.Close()
+		return nil, nil, err
+	}
+	return file, func() { file.Close(); fsys.Close() }, nil
 }

@@ -38,16 +38,7 @@ func TestReadRanges(t *testing.T) {
 			if err := h.Put(ctx, "obj", data); err != nil {
 				t.Fatal(err)
 			}
-			fsys, err := h.FS(ctx, &gcsfs.Options{CoalesceGap: 64 << 10, MinPartSize: 1 << 20, DisablePrefetch: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fsys.Close()
-			f, err := fsys.OpenContext(ctx, "obj")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := openRangesObj(t, h, 64<<10)
 			ep := h.HTTP
 			if zonal {
 				ep = h.GRPC
@@ -79,16 +70,7 @@ func TestReadRanges(t *testing.T) {
 
 			// Without coalescing, every range that does not touch or
 			// overlap another is its own request.
-			fsys2, err := h.FS(ctx, &gcsfs.Options{CoalesceGap: -1, MinPartSize: 1 << 20, DisablePrefetch: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fsys2.Close()
-			f2, err := fsys2.OpenContext(ctx, "obj")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f2.Close()
+			f2 := openRangesObj(t, h, -1)
 			ep.ResetStats()
 			if _, err := f2.ReadRanges(ctx, rangesCase); err != nil {
 				t.Fatal(err)
@@ -147,4 +129,21 @@ func TestReadRangesErrors(t *testing.T) {
 	if _, err := f.ReadRanges(ctx, []gcsfs.Range{{0, 10}}); !errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("ReadRanges after Close = %v", err)
 	}
+}
+
+// openRangesObj opens "obj" through a new FS on h with the given
+// CoalesceGap, 1 MiB parts and no prefetch; both close when t ends.
+func openRangesObj(t *testing.T, h *fakeHarness, gap int64) *gcsfs.File {
+	t.Helper()
+	fsys, err := h.FS(context.Background(), &gcsfs.Options{CoalesceGap: gap, MinPartSize: 1 << 20, DisablePrefetch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Close() })
+	f, err := fsys.OpenContext(context.Background(), "obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
