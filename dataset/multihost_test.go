@@ -45,16 +45,7 @@ func TestMultiHostRanks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 8 processes")
 	}
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{"train"}, NoGRPC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	for name, data := range fourFiles(t) {
-		if _, err := srv.PutObject("train", name, data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv := trainServer(t)
 	a, again, other := runRanks(t, srv, 21), runRanks(t, srv, 21), runRanks(t, srv, 22)
 	// 31003 rows, 4 ranks: 7750 each (3 dropped), 30 batches of 256 each
 	// with DropLast (70 more dropped per rank).
@@ -185,16 +176,7 @@ func serverFS(t testing.TB, srv *testserver.Server) *gcsfs.FS {
 // minus the column chunks of the units before the resume point: those are
 // never fetched.
 func TestShardResumeFetchesNoSkippedUnits(t *testing.T) {
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{"train"}, NoGRPC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	for name, data := range fourFiles(t) {
-		if _, err := srv.PutObject("train", name, data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv := trainServer(t)
 	ctx := context.Background()
 	sh := ShardOptions{Rank: 1, World: 2, Equal: true, ShuffleUnits: true, Seed: 3, Epoch: 1}
 	bo := &BatchOptions{BatchSize: 500}
@@ -266,4 +248,15 @@ func skippedChunkBytes(t testing.TB, ds *Dataset, sh ShardOptions, rows int64) i
 		}
 	}
 	return n
+}
+
+// trainServer is an HTTP fake server holding fourFiles in bucket "train",
+// closed when t ends.
+func trainServer(t *testing.T) *testserver.Server {
+	t.Helper()
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"train"}, NoGRPC: true})
+	for name, data := range fourFiles(t) {
+		srv.Put(t, name, data)
+	}
+	return srv.Server
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
-
-	"github.com/zonalread/zonalread/internal/testserver"
 )
 
 // readUnitIDs reads one unit with ReadUnit and returns its row ids,
@@ -180,16 +178,7 @@ func TestSavedPlanShardsAlike(t *testing.T) {
 // plan for themselves read every footer; a file overwritten after the plan
 // was saved is reported, not misread.
 func TestSavedPlanOverServer(t *testing.T) {
-	srv, err := testserver.Start(&testserver.Options{Buckets: []string{"train"}, NoGRPC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	for name, data := range fourFiles(t) {
-		if _, err := srv.PutObject("train", name, data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv := trainServer(t)
 	p, err := shardDS(t, serverFS(t, srv)).Plan()
 	if err != nil {
 		t.Fatal(err)
