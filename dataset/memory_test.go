@@ -28,6 +28,8 @@ type memoryRig struct {
 	budget   int64
 	block    int64 // the largest block: the one exception to the budget
 	baseline uint64
+	// maxGrowth is the most the live heap grew over baseline at a check.
+	maxGrowth uint64
 }
 
 const memoryRows = 240_000
@@ -103,12 +105,17 @@ func (s *seen) add(t *testing.T, rec arrow.RecordBatch) {
 // counts their new garbage as live.
 func (r *memoryRig) checkHeap(t *testing.T, what string, reads func() int64) {
 	testkit.WaitFor(t, "the reads to stop", func() bool { return reads() == 0 })
-	if live := liveHeap(); live > r.baseline && live-r.baseline > uint64(r.budget)*5/4 {
+	live := liveHeap()
+	if live > r.baseline {
+		r.maxGrowth = max(r.maxGrowth, live-r.baseline)
+	}
+	if live > r.baseline && live-r.baseline > uint64(r.budget)*5/4 {
 		t.Errorf("%s: live heap grew %d bytes over %d, budget %d", what, live-r.baseline, r.baseline, r.budget)
 	}
 }
 
 func (r *memoryRig) checkHighWater(t *testing.T, what string, high int64) {
+	t.Logf("%s: high water %d, budget %d, largest block %d; most live heap growth seen %d", what, high, r.budget, r.block, r.maxGrowth)
 	if high > r.budget+r.block {
 		t.Errorf("%s: high water %d over budget %d + one block %d", what, high, r.budget, r.block)
 	}
