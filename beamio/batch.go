@@ -87,15 +87,23 @@ func DecodeBatch(data []byte) (Batch, error) {
 	if r.Len() == 0 {
 		return b, nil
 	}
-	if b.Record, err = decodeRecord(r); err != nil {
+	if b.Record, err = decodeRecord(data[len(data)-r.Len():]); err != nil {
 		return Batch{}, fmt.Errorf("%w: %s: %v", ErrBadBatch, b.Source, err)
 	}
 	return b, nil
 }
 
-// decodeRecord reads an IPC stream of exactly one record batch from r,
-// which it must consume whole.
-func decodeRecord(r *bytes.Reader) (arrow.RecordBatch, error) {
+// ipcEOS is the end-of-stream marker of the Arrow IPC stream format.
+var ipcEOS = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
+
+// decodeRecord reads data, an IPC stream of exactly one record batch that
+// ends with its end-of-stream marker (so a stream cut after the batch is
+// not taken for a whole one).
+func decodeRecord(data []byte) (arrow.RecordBatch, error) {
+	if !bytes.HasSuffix(data, ipcEOS) {
+		return nil, errors.New("no end-of-stream marker")
+	}
+	r := bytes.NewReader(data)
 	ir, err := ipc.NewReader(r, ipc.WithAllocator(memory.DefaultAllocator))
 	if err != nil {
 		return nil, err

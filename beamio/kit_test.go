@@ -9,7 +9,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -43,17 +42,15 @@ func rowFor(id int64) row { return row{id, fmt.Sprintf("k%02d", id%13), float64(
 // writeParquet writes rows [first, first+n) in row groups of rowGroup rows.
 func writeParquet(t testing.TB, first, n, rowGroup int64) []byte {
 	t.Helper()
-	b := array.NewRecordBuilder(memory.DefaultAllocator, testSchema)
-	defer b.Release()
-	for id := first; id < first+n; id++ {
-		r := rowFor(id)
-		b.Field(0).(*array.Int64Builder).Append(r.id)
-		b.Field(1).(*array.StringBuilder).Append(r.key)
-		b.Field(2).(*array.Float64Builder).Append(r.val)
-	}
-	rec := b.NewRecordBatch()
+	rec := testRecord(first, n)
 	defer rec.Release()
-	tbl := array.NewTableFromRecords(testSchema, []arrow.RecordBatch{rec})
+	return writeRecord(t, rec, rowGroup)
+}
+
+// writeRecord writes rec as a Parquet file of row groups of rowGroup rows.
+func writeRecord(t testing.TB, rec arrow.RecordBatch, rowGroup int64) []byte {
+	t.Helper()
+	tbl := array.NewTableFromRecords(rec.Schema(), []arrow.RecordBatch{rec})
 	defer tbl.Release()
 	var buf bytes.Buffer
 	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy))

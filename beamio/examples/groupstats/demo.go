@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -32,10 +30,10 @@ const (
 )
 
 // startDemo starts a fake GCS server holding the demo trips files
-// (trips/2024-0N.parquet) and points gs:// at it through
-// STORAGE_EMULATOR_HOST. The workers of a runner that runs them in this
-// process (prism) read it; stop closes it.
-func startDemo() (stop func(), err error) {
+// (trips/2024-0N.parquet). Pointing STORAGE_EMULATOR_HOST at it makes
+// gs://demo its bucket for the workers of a runner that runs them in this
+// process (prism). The caller closes it.
+func startDemo() (*testserver.Server, error) {
 	srv, err := testserver.Start(&testserver.Options{Buckets: []string{demoBucket}, NoGRPC: true})
 	if err != nil {
 		return nil, err
@@ -50,11 +48,7 @@ func startDemo() (stop func(), err error) {
 			return nil, err
 		}
 	}
-	if err := os.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.HTTPURL(), "http://")); err != nil {
-		srv.Close()
-		return nil, err
-	}
-	return func() { srv.Close() }, nil
+	return srv, nil
 }
 
 // tripsParquet is one demo file of trips (trip_id, city, km), seeded by

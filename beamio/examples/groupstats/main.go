@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"reflect"
 	"slices"
@@ -46,6 +47,7 @@ var (
 	value   = flag.String("value", "km", "numeric column to aggregate")
 	output  = flag.String("output", "", "text file prefix for the results (any Beam filesystem: gs://, local); empty: print them")
 	target  = flag.Int64("target_block_bytes", 0, "merge a file's small row groups into plan units up to this many bytes (0: beamio's default; 1 with the demo data: a unit per row group)")
+	verbose = flag.Bool("v", false, "log the runner's progress (prism logs every job state at level INFO)")
 	split   = flag.Int64("split_bytes", 0, "first split of the read into restrictions of about this many bytes (0: beamio's default; 64 KiB with the demo data)")
 )
 
@@ -62,14 +64,20 @@ func init() {
 func main() {
 	flag.Parse()
 	beam.Init()
+	if !*verbose {
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
 	ctx := context.Background()
 	fsURL := *input
 	if fsURL == "" {
-		stop, err := startDemo()
+		srv, err := startDemo()
+		if err == nil {
+			err = os.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.HTTPURL(), "http://"))
+		}
 		if err != nil {
 			log.Fatalf("groupstats: demo data: %v", err)
 		}
-		defer stop()
+		defer srv.Close()
 		fsURL = demoURL
 		if *target == 0 && *split == 0 {
 			*target, *split = 1, 64<<10 // small files: split them anyway
@@ -77,9 +85,8 @@ func main() {
 		fmt.Printf("groupstats: demo data: %s, %s: %d files of %d row groups on a fake GCS server in this process\n", fsURL, *pattern, demoFiles, demoRowGroups)
 	}
 	p, s := beam.NewPipelineWithRoot()
-	batches := beamio.ReadParquet(s, fsURL, *pattern, &beamio.ReadOptions{Columns: []string{*key, *value}, TargetBlockBytes: *target, SplitBytes: *split})
-	pairs := beam.ParDo(s, &keyValueFn{Key: *key, Value: *value}, batches)
-	lines := beam.ParDo(s, formatStats, beam.CombinePerKey(s, &statsFn{}, pairs))
+	opts := &beamio.ReadOptions{Columns: []string{*key, *value}, TargetBlockBytes: *target, SplitBytes: *split}
+	lines := beam.ParDo(s, formatStats, groupStats(s, fsURL, *pattern, *key, *value, opts))
 	if *output != "" {
 		textio.Write(s, *output, lines)
 	} else {
@@ -101,6 +108,14 @@ func readCounters(pr beam.PipelineResult) string {
 		n[c.Key.Name] += max(c.Attempted, c.Committed)
 	}
 	return fmt.Sprintf("beamio: %d rows from %d plan units in %d restrictions", n[beamio.MetricRows], n[beamio.MetricUnits], n[beamio.MetricRestrictions])
+}
+
+// groupStats reads the dataset and returns the stats of column value per
+// distinct value of column key: a PCollection<KV<string, stats>>.
+func groupStats(s beam.Scope, fsURL, pattern, key, value string, opts *beamio.ReadOptions) beam.PCollection {
+	batches := beamio.ReadParquet(s, fsURL, pattern, opts)
+	pairs := beam.ParDo(s, &keyValueFn{Key: key, Value: value}, batches)
+	return beam.CombinePerKey(s, &statsFn{}, pairs)
 }
 
 // keyValueFn turns each row of a batch into (key, value).
