@@ -21,6 +21,12 @@
 // fetches only its projected column chunks (neighbours coalesced), through
 // gcsfs: prefetch, and pools of multi-range downloaders on zonal buckets.
 //
+// The element is the whole saved plan (dataset.WritePlan: every file's
+// footer and version), and a runner ships it with each restriction it splits
+// off: a few KiB per file, so a dataset of thousands of files makes elements
+// of megabytes. Workers parse it once per DoFn instance, and every read
+// checks that its file is still the version planned (dataset.ErrPlanStale).
+//
 // Every batch has the dataset's unified schema (see package dataset): files
 // that lack a column give nulls, int32 and float32 widen. Columns projects.
 //

@@ -3,6 +3,7 @@ package beamio
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
@@ -175,5 +176,36 @@ func TestSplitRestrictionBySize(t *testing.T) {
 	}
 	if got := fn.SplitRestriction(e, offsetrange.Restriction{Start: 4, End: 4}); len(got) != 1 {
 		t.Fatalf("empty restriction split into %v, want itself", got)
+	}
+}
+
+// A file overwritten after the plan was made fails the read of its units
+// with dataset.ErrPlanStale (no mix of versions); a cancelled context ends
+// the read with an error wrapping context.Canceled.
+func TestReadFailures(t *testing.T) {
+	noLeaks(t)
+	files := testFiles(t, 2, 4, 100)
+	srv := startServer(t, files)
+	e := planFor(t, &ReadOptions{TargetBlockBytes: 1})
+	fn := &readFn{SplitBytes: DefaultSplitBytes}
+	defer fn.Teardown()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := fn.ProcessElement(ctx, fn.CreateTracker(fn.CreateInitialRestriction(e)), e, func(b Batch) { b.Record.Release() })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled read: %v, want context.Canceled", err)
+	}
+
+	if _, err := srv.PutObject(testBucket, "data/part-1.parquet", files["data/part-1.parquet"]); err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	err = fn.ProcessElement(context.Background(), fn.CreateTracker(fn.CreateInitialRestriction(e)), e, func(b Batch) {
+		rows += b.Record.NumRows()
+		b.Record.Release()
+	})
+	if !errors.Is(err, dataset.ErrPlanStale) || rows != 400 {
+		t.Fatalf("read after part-1 was overwritten: %d rows, %v; want part-0's 400 rows, then ErrPlanStale", rows, err)
 	}
 }
