@@ -2,13 +2,26 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all test test-short flake lint bench bench-short demo soak
+.PHONY: all test test-short flake lint bench bench-short demo soak beam-test beam-demo
 
 all: lint test
 
 ## test: the whole suite with the race detector (what CI runs).
 test:
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+## beam-test: the beamio module (Apache Beam; its own go.mod, so the core's
+## build never sees Beam): its tests with the race detector on the in-process
+## prism runner, and every go vet check (-vet=all: vet shares the test build
+## instead of compiling Beam a second time). A cold build takes minutes, a
+## warm one seconds.
+beam-test:
+	cd beamio && $(GO) test -race -vet=all -count=1 -timeout 15m ./...
+
+## beam-demo: the beamio example pipeline (per-key aggregates) on prism
+## against demo data on a fake GCS server in its process.
+beam-demo:
+	cd beamio && $(GO) run ./examples/groupstats
 
 ## test-short: skip the slower end-to-end tests.
 test-short:
