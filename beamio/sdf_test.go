@@ -8,7 +8,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
-	"go.uber.org/goleak"
 
 	"github.com/zonalread/zonalread/dataset"
 	"github.com/zonalread/zonalread/internal/leaktest"
@@ -16,10 +15,7 @@ import (
 
 // noLeaks fails the test if it leaves goroutines it started (those of
 // earlier tests, such as prism's job server, are ignored).
-func noLeaks(t *testing.T) {
-	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, leaktest.Ignores...)
-	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
-}
+func noLeaks(t *testing.T) { leaktest.VerifyNone(t) }
 
 // splitFixture is 2 files of 10 row groups of 400 rows, one unit per row
 // group, on a fake server; spans[u] is what reading unit u fetches.

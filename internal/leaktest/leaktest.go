@@ -17,3 +17,12 @@ var ignores = []goleak.Option{
 
 // VerifyTestMain runs the tests, then fails if any goroutine is left.
 func VerifyTestMain(m *testing.M) { goleak.VerifyTestMain(m, ignores...) }
+
+// VerifyNone fails t at its end if goroutines are left that were not
+// running when VerifyNone was called (or are dependencies' init
+// goroutines): for a test that runs beside long-lived goroutines of
+// earlier tests, such as a Beam runner's job server.
+func VerifyNone(t *testing.T) {
+	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, ignores...)
+	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
+}
