@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -197,6 +198,9 @@ func TestShardResumeFetchesNoSkippedUnits(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The stopped rank's reads ahead were cancelled; the server may still
+	// be writing their responses. Count only the resumed rank's.
+	testkit.WaitFor(t, "the stopped rank's responses to end", func() bool { return srv.HTTP.Stats().InFlight == 0 })
 	srv.HTTP.ResetStats()
 	var back Position
 	if err := json.Unmarshal(saved, &back); err != nil {

@@ -196,6 +196,10 @@ type Stats struct {
 	// together overlap here, two it sent one after the other do not
 	// (given a latency longer than the client's gap). 0 on gRPC.
 	MaxInFlight int64
+	// InFlight is the HTTP requests being served now: a test waits for it
+	// to reach 0 before it resets the counters, so bytes of an earlier
+	// client's cancelled responses are not counted as the next one's.
+	InFlight int64
 	// ActiveStreams and MaxActiveStreams are streams (HTTP: connections)
 	// open now and at the most.
 	ActiveStreams, MaxActiveStreams int64
@@ -270,6 +274,7 @@ func (c *counters) snapshot() Stats {
 		MaxActiveStreams: c.maxActive.Load(),
 		Bytes:            c.bytes.Load(),
 		MaxInFlight:      c.maxInFlight.Load(),
+		InFlight:         c.inFlight.Load(),
 		Faults:           map[FaultKind]int64{},
 	}
 	c.peersMu.Lock()
