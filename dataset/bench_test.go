@@ -123,6 +123,35 @@ func BenchmarkScan(b *testing.B) {
 		report(b, got)
 	})
 
+	// The same scan as one rank of one (ShardBatches: units read in order,
+	// Workers ahead, cut into batches), to compare with the executor.
+	b.Run("shard", func(b *testing.B) {
+		fsys, err := gcsfs.New(ctx, bucket, &gcsfs.Options{BucketName: "bench", Zonal: gcsfs.ZonalOff})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer fsys.Close()
+		var got int64
+		for b.Loop() {
+			ds, err := ReadParquet(fsys, "scan/*.parquet", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			it, err := ds.ShardBatches(ctx, ShardOptions{World: 1}, nil, &BatchOptions{BatchSize: 8192})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for it.Next() {
+				got += it.Batch().Record.NumRows()
+			}
+			if err := it.Err(); err != nil {
+				b.Fatal(err)
+			}
+			it.Close()
+		}
+		report(b, got)
+	})
+
 	b.Run("pqarrow-rangereaders", func(b *testing.B) {
 		var got int64
 		for b.Loop() {

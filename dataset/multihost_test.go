@@ -29,6 +29,7 @@ const (
 type rankOutput struct {
 	IDs     [][]int64 `json:"ids"`
 	Batches []int64   `json:"batches"`
+	Plan    string    `json:"plan"` // the fingerprint of the plan it computed
 }
 
 // Four ranks as four OS processes (this test binary re-executed), each with
@@ -54,45 +55,16 @@ func TestMultiHostRanks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := func(seed int) []rankOutput {
-		dir := t.TempDir()
-		var cmds []*exec.Cmd
-		var stderr []*bytes.Buffer
-		for r := range 4 {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestMultiHostRanks$", "-test.count=1")
-			cmd.Env = append(os.Environ(),
-				childEnv+"="+filepath.Join(dir, fmt.Sprintf("rank%d.json", r)),
-				"RANK="+strconv.Itoa(r), "WORLD_SIZE=4", seedEnv+"="+strconv.Itoa(seed),
-				"STORAGE_EMULATOR_HOST="+strings.TrimPrefix(srv.HTTPURL(), "http://"), "STORAGE_EMULATOR_HOST_GRPC=")
-			var e bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &e, &e
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			cmds, stderr = append(cmds, cmd), append(stderr, &e)
-		}
-		outs := make([]rankOutput, 4)
-		for r, cmd := range cmds {
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("rank %d: %v\n%s", r, err, stderr[r])
-			}
-			b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("rank%d.json", r)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &outs[r]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return outs
-	}
-	a, again, other := run(21), run(21), run(22)
+	a, again, other := runRanks(t, srv, 21), runRanks(t, srv, 21), runRanks(t, srv, 22)
 	// 31003 rows, 4 ranks: 7750 each (3 dropped), 30 batches of 256 each
 	// with DropLast (70 more dropped per rank).
 	const perRank = 30 * 256
 	for e := range epochsRun {
 		seen := map[int64]bool{}
 		for r, out := range a {
+			if out.Plan == "" || out.Plan != a[0].Plan {
+				t.Fatalf("rank %d planned %q, rank 0 %q", r, out.Plan, a[0].Plan)
+			}
 			if len(out.IDs) != epochsRun || out.Batches[e] != 30 || len(out.IDs[e]) != perRank {
 				t.Fatalf("rank %d epoch %d: %d batches, %d rows", r, e, out.Batches[e], len(out.IDs[e]))
 			}
@@ -118,6 +90,41 @@ func TestMultiHostRanks(t *testing.T) {
 	}
 }
 
+// runRanks runs 4 rank children of TestMultiHostRanks with seed and
+// returns what they read.
+func runRanks(t *testing.T, srv *testserver.Server, seed int) []rankOutput {
+	dir := t.TempDir()
+	var cmds []*exec.Cmd
+	var stderr []*bytes.Buffer
+	for r := range 4 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMultiHostRanks$", "-test.count=1")
+		cmd.Env = append(os.Environ(),
+			childEnv+"="+filepath.Join(dir, fmt.Sprintf("rank%d.json", r)),
+			"RANK="+strconv.Itoa(r), "WORLD_SIZE=4", seedEnv+"="+strconv.Itoa(seed),
+			"STORAGE_EMULATOR_HOST="+strings.TrimPrefix(srv.HTTPURL(), "http://"), "STORAGE_EMULATOR_HOST_GRPC=")
+		var e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &e, &e
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, stderr = append(cmds, cmd), append(stderr, &e)
+	}
+	outs := make([]rankOutput, 4)
+	for r, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("rank %d: %v\n%s", r, err, stderr[r])
+		}
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("rank%d.json", r)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &outs[r]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return outs
+}
+
 // rankChild is one rank: it opens its own FS from the emulator variables,
 // reads the plan's footers itself and writes its rows per epoch to out.
 func rankChild(t *testing.T, out string) {
@@ -138,7 +145,8 @@ func rankChild(t *testing.T, out string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids, sizes, _ := drainShard(t, it, 0)
+		ids, sizes, pos := drainShard(t, it, 0)
+		res.Plan = pos.Plan
 		res.IDs = append(res.IDs, ids)
 		res.Batches = append(res.Batches, int64(len(sizes)))
 	}

@@ -251,4 +251,46 @@ func TestSavedPlanOverServer(t *testing.T) {
 	if err := it.Err(); !errors.Is(err, ErrPlanStale) {
 		t.Fatalf("reading an overwritten file: %v, want ErrPlanStale", err)
 	}
+	// The executor of a dataset opened from the plan checks it too.
+	all := ranks[2].Iter(context.Background())
+	defer all.Close()
+	for all.Next() {
+		for _, r := range recordRows(t, all.Block().Record) {
+			if r.id >= 50000 {
+				t.Fatalf("Iter read row %d of the overwritten file", r.id)
+			}
+		}
+	}
+	if err := all.Err(); !errors.Is(err, ErrPlanStale) {
+		t.Fatalf("Iter over an overwritten file: %v, want ErrPlanStale", err)
+	}
+}
+
+// A saved plan is untrusted: LoadPlan rejects or accepts, never panics.
+func FuzzLoadPlan(f *testing.F) {
+	fsys, _ := memFS(f, map[string][]byte{"d/a.parquet": writeParquet(f, 0, 100, 30)})
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, _ := ds.Plan()
+	var buf bytes.Buffer
+	if err := WritePlan(&buf, p); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add(bytes.Replace(buf.Bytes(), []byte(`"rows":30`), []byte(`"rows":31`), 1))
+	f.Add(bytes.Replace(buf.Bytes(), []byte(`"first_row_group":0`), []byte(`"first_row_group":-1`), 1))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lp, err := LoadPlan(bytes.NewReader(b))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error %v wraps neither ErrCorrupt nor ErrUnsupported", err)
+			}
+			return
+		}
+		if lp.TotalRows != unitRows(lp.Units) {
+			t.Fatalf("accepted a plan of %d rows whose units hold %d", lp.TotalRows, unitRows(lp.Units))
+		}
+	})
 }

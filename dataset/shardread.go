@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"golang.org/x/sync/semaphore"
 )
 
 // ErrPositionMismatch is wrapped by the error of ShardBatches given a
@@ -100,8 +102,13 @@ func (s *ShardIterator) Shard() *Shard { return s.shard }
 
 // ShardBatches streams rank sh.Rank's batches of epoch sh.Epoch of d's
 // plan (see Plan.Shard), reading the shard's units in order, up to
-// ReadOptions.Workers of them ahead (at most Workers+1 units' blocks are
-// held), without the executor. Batches are cut deterministically:
+// ReadOptions.Workers of them ahead, without the executor: it holds at
+// most Workers+1 units' blocks, and starts a unit's read only when its
+// estimated bytes (projected, uncompressed) fit the MemoryBudget with the
+// units not yet consumed (one unit always may), plus one shuffle window
+// and the batches in flight. A unit that fails ends the stream with its
+// error (MaxErroredBlocks does not apply: skipping rows would break equal
+// counts). Batches are cut deterministically:
 //   - the shard's rows are taken in unit order and split into windows of
 //     W rows, W = LocalShuffleBufferSize rounded up to a multiple of
 //     BatchSize (W = BatchSize without a local shuffle);
@@ -256,16 +263,26 @@ func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, 
 }
 
 // unitIterator is the BlockIterator of a shard: its units read in order,
-// up to Workers of them ahead, each on its own goroutine.
+// up to Workers of them ahead, each on its own goroutine, under the
+// MemoryBudget: a unit reserves its estimated bytes before its read starts
+// and frees them when the consumer moves past its blocks.
 type unitIterator struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
-	futures chan chan unitResult // in unit order
+	futures chan unitFuture // in unit order
+	budget  *semaphore.Weighted
+	held    int64 // reserved by the unit being consumed
 	wg      sync.WaitGroup
 	blocks  []Block // of the unit being consumed
 	cur     Block
 	err     error
 	ended   bool
+}
+
+// unitFuture is where one unit's read delivers, and what it reserved.
+type unitFuture struct {
+	ch       chan unitResult
+	reserved int64
 }
 
 type unitResult struct {
@@ -275,14 +292,19 @@ type unitResult struct {
 
 func newUnitIterator(ctx context.Context, d *Dataset, units []Unit) *unitIterator {
 	ctx, cancel := context.WithCancel(ctx)
-	u := &unitIterator{ctx: ctx, cancel: cancel, futures: make(chan chan unitResult, d.opts.Workers)}
+	u := &unitIterator{ctx: ctx, cancel: cancel, futures: make(chan unitFuture, d.opts.Workers), budget: semaphore.NewWeighted(d.opts.MemoryBudget)}
 	u.wg.Go(func() {
 		defer close(u.futures)
+		leaves := map[string][]int{}
 		for _, unit := range units {
-			fut := make(chan unitResult, 1)
+			fut := unitFuture{ch: make(chan unitResult, 1), reserved: min(d.unitBytes(unit, leaves), d.opts.MemoryBudget)}
+			if u.budget.Acquire(ctx, fut.reserved) != nil {
+				return
+			}
 			select {
 			case u.futures <- fut:
 			case <-ctx.Done():
+				u.budget.Release(fut.reserved)
 				return
 			}
 			u.wg.Go(func() {
@@ -295,11 +317,34 @@ func newUnitIterator(ctx context.Context, d *Dataset, units []Unit) *unitIterato
 					releaseBlocks(r.blocks)
 					r.blocks = nil
 				}
-				fut <- r
+				fut.ch <- r
 			})
 		}
 	})
 	return u
+}
+
+// unitBytes estimates what reading unit holds: the uncompressed bytes of
+// the projected column chunks of its row groups (a slice of a row group
+// holds the whole group's buffers). leaves caches files' projections.
+func (d *Dataset) unitBytes(unit Unit, leaves map[string][]int) int64 {
+	i, ok := slices.BinarySearch(d.files, unit.File)
+	if !ok || d.read[i].md == nil || checkUnit(unit, d.read[i].md) != nil {
+		return 0 // ReadUnit reports it
+	}
+	md := d.read[i].md
+	l, ok := leaves[unit.File]
+	if !ok {
+		if fc, err := projectFile(unit.File, md, d.opts.Columns); err == nil {
+			l = fc.leaves
+		}
+		leaves[unit.File] = l
+	}
+	var n int64
+	for rg := unit.FirstRowGroup; rg < unit.FirstRowGroup+unit.NumRowGroups; rg++ {
+		n += rowGroupBytes(md, rg, l)
+	}
+	return max(n, 0)
 }
 
 // Next advances to the next block, releasing the previous one.
@@ -309,6 +354,8 @@ func (u *unitIterator) Next() bool {
 		u.cur = Block{}
 	}
 	for !u.ended && len(u.blocks) == 0 {
+		u.budget.Release(u.held)
+		u.held = 0
 		fut, ok := <-u.futures
 		if !ok {
 			u.ended = true
@@ -317,7 +364,8 @@ func (u *unitIterator) Next() bool {
 			}
 			return false
 		}
-		r := <-fut
+		u.held = fut.reserved
+		r := <-fut.ch
 		if r.err != nil {
 			u.err, u.ended = r.err, true
 			return false
@@ -348,7 +396,7 @@ func (u *unitIterator) Close() error {
 	u.ended = true
 	u.cancel()
 	for fut := range u.futures {
-		releaseBlocks((<-fut).blocks)
+		releaseBlocks((<-fut.ch).blocks)
 	}
 	u.wg.Wait()
 	return nil

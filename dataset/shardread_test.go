@@ -158,3 +158,70 @@ func TestShardResumeMismatch(t *testing.T) {
 		t.Errorf("with an operator: %v", err)
 	}
 }
+
+// Evaluation (no Equal, no DropLast): every row read exactly once, the
+// ranks' rows within one of each other and of MaxRows.
+func TestShardBatchesEvaluation(t *testing.T) {
+	fsys, _ := memFS(t, fourFiles(t))
+	ds := shardDS(t, fsys)
+	seen := map[int64]bool{}
+	for r := range 3 {
+		it, err := ds.ShardBatches(context.Background(), ShardOptions{Rank: r, World: 3, ShuffleUnits: true, Seed: 9}, nil, &BatchOptions{BatchSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, _, _ := drainShard(t, it, 0)
+		if s := it.Shard(); int64(len(ids)) != s.Rows || s.MaxRows != 10335 || s.Rows < 10334 {
+			t.Fatalf("rank %d: %d rows, shard %d of at most %d", r, len(ids), s.Rows, s.MaxRows)
+		}
+		for _, id := range ids {
+			if seen[id] {
+				t.Fatalf("row %d twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != 31003 {
+		t.Fatalf("%d rows of 31003 read", len(seen))
+	}
+}
+
+// Cancelling the context ends a shard's stream with the context's error
+// (goleak in TestMain checks nothing is left running).
+func TestShardBatchesCancel(t *testing.T) {
+	fsys, _ := memFS(t, fourFiles(t))
+	ds := shardDS(t, fsys)
+	ctx, cancel := context.WithCancel(context.Background())
+	it, err := ds.ShardBatches(ctx, ShardOptions{World: 1}, nil, &BatchOptions{BatchSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if !it.Next() {
+		t.Fatal(it.Err())
+	}
+	cancel()
+	for it.Next() {
+	}
+	if err := it.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+// A budget smaller than one unit still moves (one unit at a time), and
+// reads every row.
+func TestShardBatchesTinyBudget(t *testing.T) {
+	fsys, _ := memFS(t, fourFiles(t))
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1, MemoryBudget: 1, Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := ds.ShardBatches(context.Background(), ShardOptions{World: 1}, nil, &BatchOptions{BatchSize: 999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _, _ := drainShard(t, it, 0)
+	if !slices.Equal(ids, idRange(0, 31003)) {
+		t.Fatalf("%d rows, not 0..31002 in order", len(ids))
+	}
+}

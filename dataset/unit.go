@@ -58,6 +58,12 @@ type PlanFile struct {
 // up to TargetBlockBytes of projected uncompressed data (the executor's
 // read tasks are these units). A Plan is read-only once made: Shard and
 // WritePlan never change it.
+//
+// Ranks that plan for themselves must see the same files in the same
+// versions, or their shards overlap: a file overwritten while the ranks
+// list and read footers gives them different plans. Compare Fingerprint
+// across ranks, or plan once and have every rank load the saved plan
+// (WritePlan, LoadPlan, OpenPlan), which also detects later overwrites.
 type Plan struct {
 	Columns   []string   `json:"columns,omitempty"` // the projection (nil: every column)
 	Files     []PlanFile `json:"files"`
