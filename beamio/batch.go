@@ -62,10 +62,13 @@ func EncodeBatch(b Batch) ([]byte, error) {
 // not an encoded Batch.
 var ErrBadBatch = errors.New("beamio: not an encoded batch")
 
-// DecodeBatch decodes what EncodeBatch encoded. The bytes are checked as
-// untrusted input: a wrong format byte, a truncated header, an IPC stream
-// that does not hold exactly one record batch, or trailing bytes fail with
-// an error wrapping ErrBadBatch.
+// DecodeBatch decodes what EncodeBatch encoded (the runner hands back the
+// bytes this package's coder wrote). A wrong format byte, a truncated
+// header, an IPC stream that does not hold exactly one record batch,
+// trailing bytes, or an IPC stream arrow-go panics on fail with an error
+// wrapping ErrBadBatch. It is not a validator for hostile bytes: arrow-go
+// allocates what an IPC header claims, so a forged header can exhaust
+// memory.
 func DecodeBatch(data []byte) (Batch, error) {
 	r := bytes.NewReader(data)
 	if v, err := r.ReadByte(); err != nil || v != batchFormat {
@@ -99,7 +102,14 @@ var ipcEOS = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
 // decodeRecord reads data, an IPC stream of exactly one record batch that
 // ends with its end-of-stream marker (so a stream cut after the batch is
 // not taken for a whole one).
-func decodeRecord(data []byte) (arrow.RecordBatch, error) {
+func decodeRecord(data []byte) (rec arrow.RecordBatch, err error) {
+	// arrow-go's IPC reader can panic on malformed bytes (slice bounds);
+	// such input is an error here, not a crash of the worker.
+	defer func() {
+		if r := recover(); r != nil {
+			rec, err = nil, fmt.Errorf("malformed IPC stream: %v", r)
+		}
+	}()
 	if !bytes.HasSuffix(data, ipcEOS) {
 		return nil, errors.New("no end-of-stream marker")
 	}
@@ -115,7 +125,7 @@ func decodeRecord(data []byte) (arrow.RecordBatch, error) {
 		}
 		return nil, errors.New("no record batch in the stream")
 	}
-	rec := ir.RecordBatch()
+	rec = ir.RecordBatch()
 	rec.Retain()
 	if ir.Next() || r.Len() != 0 {
 		rec.Release()

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -96,4 +97,22 @@ func sliceSize(size, rows, from, to int64) int64 {
 type countedRecord struct {
 	rec  arrow.RecordBatch
 	size int64
+}
+
+// saturatingMul is a*b for non-negative a and b, or MaxInt64 when that
+// overflows.
+func saturatingMul(a, b int64) int64 {
+	if a > 0 && b > math.MaxInt64/a {
+		return math.MaxInt64
+	}
+	return a * b
+}
+
+// saturatingAdd is a+b for non-negative a and b, or MaxInt64 when that
+// overflows: sums of sizes a footer claims, which are untrusted.
+func saturatingAdd(a, b int64) int64 {
+	if b > math.MaxInt64-a {
+		return math.MaxInt64
+	}
+	return a + b
 }

@@ -277,3 +277,20 @@ func TestPanicInUserCode(t *testing.T) {
 	check("Collate", bi.Err())
 	bi.Close()
 }
+
+// A Map that returns no record and no error fails the execution with an
+// error naming the operator, instead of crashing the worker.
+func TestMapReturningNil(t *testing.T) {
+	fsys, _ := memFS(t, threeFiles(t))
+	ds, err := ReadParquet(fsys, "d/*.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := ds.Map(func(ctx context.Context, rec arrow.RecordBatch) (arrow.RecordBatch, error) { return nil, nil }).Iter(context.Background())
+	for it.Next() {
+	}
+	it.Close()
+	if err := it.Err(); err == nil || !strings.Contains(err.Error(), "Map") || !strings.Contains(err.Error(), "nil record") {
+		t.Fatalf("Err = %v", err)
+	}
+}

@@ -160,7 +160,7 @@ func TestMissingAndCorrupt(t *testing.T) {
 	badPage := append([]byte(nil), good...)
 	fsys0, _ := memFS(t, map[string][]byte{"a.parquet": good})
 	ds0, _ := ReadParquet(fsys0, "*.parquet", nil)
-	src, err := openSource(ds0.fsys, "a.parquet")
+	src, err := openSource(context.Background(), ds0.fsys, "a.parquet")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,8 +52,22 @@ func (s *source) identity() fileIdentity {
 	return fileIdentity{Size: s.size, Generation: s.gen, ModTime: s.mod}
 }
 
-func openSource(fsys fs.FS, name string) (*source, error) {
-	f, err := fsys.Open(name)
+// contextOpener is an FS whose Open can be bounded by a context (gcsfs.FS).
+type contextOpener interface {
+	OpenContext(ctx context.Context, name string) (fs.File, error)
+}
+
+// openSource opens name for ranged reads; ctx bounds the open (and its
+// stat) when the FS takes one, so closing an execution never waits on a
+// slow server.
+func openSource(ctx context.Context, fsys fs.FS, name string) (*source, error) {
+	var f fs.File
+	var err error
+	if co, ok := fsys.(contextOpener); ok {
+		f, err = co.OpenContext(ctx, name)
+	} else {
+		f, err = fsys.Open(name)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +291,7 @@ func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
 // closed when the footer fails.
 func (d *Dataset) openFooter(ctx context.Context, i int) (*source, *metadata.FileMetaData, error) {
 	name := d.files[i]
-	src, err := openSource(d.fsys, name)
+	src, err := openSource(ctx, d.fsys, name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: open %s: %w", name, err)
 	}

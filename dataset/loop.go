@@ -33,7 +33,7 @@ type loop struct {
 	budget     *memBudget
 	hungry     bool               // the consumer waits and nothing is queued for it
 	ratio      float64            // most decoded bytes per estimated byte seen so far
-	calibrated bool               // a task of dictionary-encoded strings has finished
+	calibrated bool               // a task has read its blocks: ratio is measured
 	done       map[int]taskResult // finished tasks awaiting order
 	parkedRows int64              // rows of the blocks in done
 	emitNext   int                // PreserveOrder: next task index to emit
@@ -124,6 +124,11 @@ func (l *loop) wait() bool {
 func (l *loop) handedOver() {
 	l.queue = l.queue[1:]
 	l.hungry = false
+	// A hungry signal the consumer sent before it received is stale now.
+	select {
+	case <-l.it.hungry:
+	default:
+	}
 }
 
 // cancelled: the execution's context ended; the loop stops with its error.
@@ -265,7 +270,7 @@ func (l *loop) launch() {
 		t := l.tasks[l.next]
 		reserve := l.reservation(t)
 		starving := l.hungry && l.running == 0 && len(l.queue) == 0
-		calibrating := !l.calibrated && l.running > 0 && !l.budget.fits(int64(l.opts.Workers)*calibrationHeadroom*reserve)
+		calibrating := !l.calibrated && l.running > 0 && !l.budget.fits(saturatingMul(int64(l.opts.Workers)*calibrationHeadroom, reserve))
 		if calibrating || (!l.budget.fits(reserve) && !starving) {
 			if l.blockedAt.IsZero() {
 				l.blockedAt = time.Now()
@@ -375,7 +380,9 @@ func (l *loop) taskDone(r taskResult) {
 		}
 		r.blocks = nil // skipped
 	}
-	l.calibrated = true
+	if r.err == nil {
+		l.calibrated = true
+	}
 	if !l.opts.PreserveOrder {
 		l.enqueue(r.blocks)
 		return

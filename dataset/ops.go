@@ -49,7 +49,10 @@ func (op *operator) apply(ctx context.Context, rec arrow.RecordBatch) (arrow.Rec
 	}
 	start := time.Now()
 	out, err := callUser(op.name, func() (arrow.RecordBatch, error) { return op.fn(ctx, rec) })
-	if out != rec {
+	if err == nil && out == nil {
+		err = errors.New("returned a nil record and no error")
+	}
+	if out != rec || err != nil {
 		rec.Release()
 	}
 	if err != nil {

@@ -42,8 +42,8 @@ func newTask(f *footer, file int, u Unit) *task {
 	for rg := u.FirstRowGroup; rg < u.FirstRowGroup+u.NumRowGroups; rg++ {
 		t.rowGroups = append(t.rowGroups, rg)
 		t.groupRows += f.md.RowGroup(rg).NumRows()
-		t.estBytes += rowGroupBytes(f.md, rg, f.leaves)
-		t.fetchBytes += rowGroupCompressedBytes(f.md, rg, f.leaves)
+		t.estBytes = saturatingAdd(t.estBytes, rowGroupBytes(f.md, rg, f.leaves))
+		t.fetchBytes = saturatingAdd(t.fetchBytes, rowGroupCompressedBytes(f.md, rg, f.leaves))
 	}
 	return t
 }
@@ -55,7 +55,7 @@ func rowGroupCompressedBytes(md *metadata.FileMetaData, rg int, leaves []int) in
 	var n int64
 	for _, leaf := range leaves {
 		if cc, err := meta.ColumnChunk(leaf); err == nil {
-			n += max(cc.TotalCompressedSize(), 0)
+			n = saturatingAdd(n, max(cc.TotalCompressedSize(), 0))
 		}
 	}
 	return n

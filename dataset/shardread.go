@@ -357,7 +357,7 @@ func (d *Dataset) unitBytes(unit Unit, leaves map[string][]int) int64 {
 	}
 	var n int64
 	for rg := unit.FirstRowGroup; rg < unit.FirstRowGroup+unit.NumRowGroups; rg++ {
-		n += rowGroupBytes(md, rg, l)
+		n = saturatingAdd(n, rowGroupBytes(md, rg, l))
 	}
 	return max(n, 0)
 }

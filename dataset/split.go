@@ -258,9 +258,16 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun, it *Iterato
 		}
 		run.budget.adjust(was, carry.bytes+size) // cut may have copied the rows
 		defer head.Release()
+		var given int64
 		for i := range c.n {
 			piece := newBlock(head.NewSlice(int64(i)*per, int64(i+1)*per), "")
+			// Shares by rows; the last takes what rounding left, so the
+			// pieces' counts add up to the cut's.
 			piece.Meta.SizeBytes = sliceSize(size, rows, int64(i)*per, int64(i+1)*per)
+			if i == c.n-1 {
+				piece.Meta.SizeBytes = size - given
+			}
+			given += piece.Meta.SizeBytes
 			if !c.give(ctx, run, i, piece) {
 				return false
 			}

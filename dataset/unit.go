@@ -115,7 +115,7 @@ func rowGroupBytes(md *metadata.FileMetaData, rg int, leaves []int) int64 {
 	var est int64
 	for _, leaf := range leaves {
 		if cc, err := meta.ColumnChunk(leaf); err == nil {
-			est += cc.TotalUncompressedSize()
+			est = saturatingAdd(est, max(cc.TotalUncompressedSize(), 0))
 		}
 	}
 	return est
@@ -185,7 +185,7 @@ func (d *Dataset) readUnit(ctx context.Context, u Unit, emit func(arrow.RecordBa
 	if !ok {
 		return readStats{}, fmt.Errorf("dataset: read unit: %s is not a file of the dataset: %w", u.File, fs.ErrNotExist)
 	}
-	src, err := openSource(d.fsys, u.File)
+	src, err := openSource(ctx, d.fsys, u.File)
 	if err != nil {
 		return readStats{}, fmt.Errorf("dataset: open %s: %w", u.File, err)
 	}

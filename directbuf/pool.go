@@ -198,7 +198,7 @@ func (p *Pool) TryGet(size int) (*Buffer, bool) {
 
 // getLocked hands out a buffer of size bytes without blocking, or nil.
 func (p *Pool) getLocked(size int) *Buffer {
-	if int64(size) > p.slabSize {
+	if size == 0 || int64(size) > p.slabSize {
 		return p.standaloneLocked(size)
 	}
 	order := 0

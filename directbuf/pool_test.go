@@ -273,3 +273,22 @@ func TestPoolBuddiesMerge(t *testing.T) {
 		b.Release()
 	}
 }
+
+// A zero-size buffer is valid and takes nothing from the budget, with and
+// without slabs (a budget under the smallest slab has none).
+func TestPoolGetZero(t *testing.T) {
+	for _, budget := range []int64{100 << 10, 64 << 20} {
+		p := NewPool(budget)
+		b, err := p.Get(context.Background(), 0)
+		if err != nil || b == nil || len(b.Bytes()) != 0 {
+			t.Fatalf("budget %d: Get(0) = %v, %v", budget, b, err)
+		}
+		b.Release()
+		if b, ok := p.TryGet(0); !ok || len(b.Bytes()) != 0 {
+			t.Fatalf("budget %d: TryGet(0) = %v, %v", budget, b, ok)
+		} else {
+			b.Release()
+		}
+		p.Close()
+	}
+}

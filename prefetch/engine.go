@@ -447,7 +447,10 @@ func (e *Engine) fetchDirect(ctx context.Context, p []byte, off int64, pieces []
 				o := pc.off + pt.off
 				e.requests.Add(1)
 				e.fetched.Add(pt.n)
-				_, err := e.f.ReadAt(gctx, p[o-off:o-off+pt.n], o)
+				n, err := e.f.ReadAt(gctx, p[o-off:o-off+pt.n], o)
+				if err == nil && int64(n) < pt.n {
+					err = io.ErrUnexpectedEOF // a Fetcher owes all bytes or an error
+				}
 				return err
 			})
 		}
