@@ -26,6 +26,10 @@ const childServerEnv = "ZONALREAD_INTEGRATION_CHILD_SERVER"
 // Child server protocol, one line per message on the child's stdout:
 // "ready <http host:port> <grpc host:port>", then "served <bytes>" as the
 // bytes it has sent (both endpoints) grow. It exits when its stdin closes.
+// Once it has sent the watermark (childServerEnv's value), it stops itself
+// (SIGSTOP) after reporting it: it sends nothing more, its connections stay
+// open, and the parent kills it. The parent reading the report late (a
+// loaded machine) then cannot let a read finish before the kill.
 const (
 	childObject     = "big"
 	childObjectSize = 64 << 20
@@ -37,6 +41,11 @@ const (
 var childShape = testserver.Shape{AggregateBandwidth: 32 << 20}
 
 func runChildServer() int {
+	watermark, err := strconv.ParseInt(os.Getenv(childServerEnv), 10, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child server: watermark:", err)
+		return 1
+	}
 	srv, err := testserver.Start(&testserver.Options{Buckets: []string{bucketName}, Shape: childShape})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -60,6 +69,10 @@ func runChildServer() int {
 		if n := srv.HTTP.Stats().Bytes + srv.GRPC.Stats().Bytes; n != last {
 			last = n
 			fmt.Printf("served %d\n", n)
+			if n >= watermark {
+				os.Stdout.Sync()
+				syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			}
 		}
 	}
 	return 0
@@ -97,7 +110,7 @@ type childServer struct {
 func startChildServer(t *testing.T, watermark int64) *childServer {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childServerEnv+"=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", childServerEnv, watermark))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
