@@ -4,8 +4,6 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
-
-	"github.com/apache/arrow-go/v18/arrow"
 )
 
 // memBudget counts every byte one execution's pipeline holds, wherever it
@@ -91,12 +89,6 @@ func sliceSize(size, rows, from, to int64) int64 {
 	// size*(to-from)/rows without overflow for any realistic size: rows
 	// and sizes are bounded by memory.
 	return int64(float64(size) * float64(to-from) / float64(rows))
-}
-
-// countedRecord is a record with the bytes the budget counts for it.
-type countedRecord struct {
-	rec  arrow.RecordBatch
-	size int64
 }
 
 // saturatingMul is a*b for non-negative a and b, or MaxInt64 when that
