@@ -25,7 +25,8 @@ type memBudget struct {
 	used, high int64
 	wake       chan struct{} // cap 1: signalled when bytes are let go
 
-	reads atomic.Int64 // read tasks running now (the loop's count, for Stats)
+	reads   atomic.Int64 // read tasks running now (the loop's count, for Stats)
+	started atomic.Int64 // read tasks started so far: with reads, tells a quiet pipeline
 }
 
 func newMemBudget(limit int64) *memBudget {

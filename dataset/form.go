@@ -120,16 +120,30 @@ func (c *inOrder) draw(_ context.Context, n int64) (arrow.RecordBatch, int64, er
 // a shard its windows.
 type rowCarry struct {
 	recs  []arrow.RecordBatch
+	sizes []int64 // what each record is counted for in the budget
 	rows  int64
-	bytes int64 // what the records held are counted for in the budget
+	bytes int64 // the sum of sizes
+	// sliced: recs[0] is the rest of a cut, a slice of a larger record
+	// whose buffers it keeps alive (and is counted for).
+	sliced bool
 }
 
 // add takes over rec (the caller's reference) and the size it is counted
 // for, and appends its rows.
 func (c *rowCarry) add(rec arrow.RecordBatch, size int64) {
 	c.recs = append(c.recs, rec)
+	c.sizes = append(c.sizes, size)
 	c.rows += rec.NumRows()
 	c.bytes += size
+}
+
+// prepend is add, for rows that go before those held.
+func (c *rowCarry) prepend(rec arrow.RecordBatch, size int64) {
+	c.recs = append([]arrow.RecordBatch{rec}, c.recs...)
+	c.sizes = append([]int64{size}, c.sizes...)
+	c.rows += rec.NumRows()
+	c.bytes += size
+	c.sliced = false
 }
 
 // release drops every row held.
@@ -137,40 +151,102 @@ func (c *rowCarry) release() {
 	for _, r := range c.recs {
 		r.Release()
 	}
-	c.recs, c.rows, c.bytes = nil, 0, 0
+	c.recs, c.sizes, c.rows, c.bytes, c.sliced = nil, nil, 0, 0, false
 }
 
-// cut joins the rows held into one record and returns its first n rows
-// (n <= c.rows) and the size they are counted for, keeping the rest. The
-// head and the rest are slices of one record and share its size by rows.
+// drop forgets the first record held (its reference goes to the caller).
+func (c *rowCarry) drop() {
+	c.rows -= c.recs[0].NumRows()
+	c.bytes -= c.sizes[0]
+	c.recs[0] = nil // the backing array must not keep it alive
+	c.recs, c.sizes, c.sliced = c.recs[1:], c.sizes[1:], false
+}
+
+// cut returns the first n rows held (0 < n <= c.rows) and the size they
+// are counted for, keeping the rest.
+//
+// A record taken whole, which the carry owns whole, is handed over as it
+// is. Otherwise the rows are copied into buffers of their own (join): a
+// zero-copy slice would keep all of its record's buffers alive while
+// counted for a share of them. The rest of a record cut across stays a
+// slice, counted for the whole record, which it keeps alive until it is
+// cut in turn.
 func (c *rowCarry) cut(n int64) (arrow.RecordBatch, int64, error) {
-	all, err := concat(c.recs)
+	if first := c.recs[0]; first.NumRows() == n && !c.sliced {
+		size := c.sizes[0]
+		c.drop()
+		return first, size, nil
+	}
+	var parts []arrow.RecordBatch
+	defer func() {
+		for _, p := range parts {
+			p.Release()
+		}
+	}()
+	var taken, partly int64 // partly: rows taken of the record cut across
+	whole := 0              // records taken whole
+	for _, r := range c.recs {
+		k := min(r.NumRows(), n-taken)
+		parts = append(parts, r.NewSlice(0, k))
+		taken += k
+		if k < r.NumRows() {
+			partly = k
+			break
+		}
+		whole++
+		if taken == n {
+			break
+		}
+	}
+	head, size, err := joined(parts)
 	if err != nil {
 		return nil, 0, err
 	}
-	size := c.bytes
-	if len(c.recs) > 1 {
-		size = recordSize(all) // concat copied the rows into new buffers
+	for range whole {
+		c.recs[0].Release()
+		c.drop()
 	}
-	rows := c.rows
-	c.release()
-	head := all.NewSlice(0, n)
-	headSize := sliceSize(size, rows, 0, n)
-	if rest := rows - n; rest > 0 {
-		c.recs, c.rows, c.bytes = []arrow.RecordBatch{all.NewSlice(n, rows)}, rest, size-headSize
+	if partly > 0 {
+		r := c.recs[0]
+		c.recs[0] = r.NewSlice(partly, r.NumRows())
+		r.Release()
+		c.rows -= partly
+		c.sliced = true
 	}
-	all.Release()
-	return head, headSize, nil
+	return head, size, nil
 }
 
-// concat joins records into one with the first record's schema, taking
-// each column by name (never by position); a record lacking a column, or
-// holding it with another type, is an error.
+// copyRows returns rows [from, to) of rec in buffers of their own, and
+// their size.
+func copyRows(rec arrow.RecordBatch, from, to int64) (arrow.RecordBatch, int64, error) {
+	s := rec.NewSlice(from, to)
+	defer s.Release()
+	return joined([]arrow.RecordBatch{s})
+}
+
+// joined is join with the size of the record it returns.
+func joined(recs []arrow.RecordBatch) (arrow.RecordBatch, int64, error) {
+	out, err := join(recs)
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, recordSize(out), nil
+}
+
+// concat joins records into one (join): one record is returned itself,
+// retained.
 func concat(recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
 	if len(recs) == 1 {
 		recs[0].Retain()
 		return recs[0], nil
 	}
+	return join(recs)
+}
+
+// join copies records into one with the first record's schema, taking
+// each column by name (never by position); a record lacking a column, or
+// holding it with another type, is an error.
+func join(recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
 	sc := recs[0].Schema()
 	cols := make([]arrow.Array, 0, sc.NumFields())
 	defer func() {

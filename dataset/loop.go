@@ -122,6 +122,7 @@ func (l *loop) wait() bool {
 
 // handedOver: the consumer took the head of the queue.
 func (l *loop) handedOver() {
+	l.queue[0] = Block{} // the backing array must not keep it alive
 	l.queue = l.queue[1:]
 	l.hungry = false
 	// A hungry signal the consumer sent before it received is stale now.
@@ -289,6 +290,7 @@ func (l *loop) launch() {
 		l.running++
 		l.budget.hold(reserve)
 		l.budget.reads.Add(1)
+		l.budget.started.Add(1)
 		go l.work(idx, t, reserve)
 	}
 }

@@ -219,23 +219,20 @@ func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, 
 		sink.holding(0)
 	}()
 	idx, win, skip := 0, c.first, c.skip
-	// window cuts n rows off held, permutes them and sends their batches.
+	// window cuts n rows off held and sends their batches, each in buffers
+	// of its own (a slice of the window would keep all of it alive): with
+	// shuffle, each batch takes its rows of the window's permutation.
 	window := func(n int64) bool {
 		rec, size, err := held.cut(n)
-		if err == nil && c.shuffle {
-			var shuffled arrow.RecordBatch
-			shuffled, err = take(ctx, rec, permutation(int(n), mix(c.seed, uint64(win)), seedLocal))
-			rec.Release()
-			rec = shuffled
-			if err == nil {
-				size = recordSize(rec)
-			}
-		}
-		win++
 		if err != nil {
 			sink.fail(err)
 			return false
 		}
+		var perm []int
+		if c.shuffle {
+			perm = permutation(int(n), mix(c.seed, uint64(win)), seedLocal)
+		}
+		win++
 		sink.holding(held.bytes + size)
 		defer func() {
 			rec.Release()
@@ -250,10 +247,13 @@ func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, 
 				skip--
 				continue
 			}
-			// The batch is a slice of the window: its share of the
-			// window's count goes with it.
-			share := sliceSize(size, n, off, off+rows)
-			if !sink.send(batchResult{b: Batch{Record: rec.NewSlice(off, off+rows), Index: idx}, size: share}) {
+			b, bsize, err := windowBatch(ctx, rec, perm, off, off+rows)
+			if err != nil {
+				sink.fail(err)
+				return false
+			}
+			sink.holding(held.bytes + size + bsize)
+			if !sink.send(batchResult{b: Batch{Record: b, Index: idx}, size: bsize}) {
 				return false
 			}
 			idx++
@@ -275,6 +275,19 @@ func (c *batchCut) form(ctx context.Context, it BlockIterator, o *BatchOptions, 
 	if held.rows > 0 {
 		window(held.rows)
 	}
+}
+
+// windowBatch is rows [from, to) of a window, or with a permutation the
+// rows perm[from:to], in buffers of their own, and their size.
+func windowBatch(ctx context.Context, win arrow.RecordBatch, perm []int, from, to int64) (arrow.RecordBatch, int64, error) {
+	if perm == nil {
+		return copyRows(win, from, to)
+	}
+	b, err := take(ctx, win, perm[from:to])
+	if err != nil {
+		return nil, 0, err
+	}
+	return b, recordSize(b), nil
 }
 
 // unitIterator is the BlockIterator of a shard: its units read in order,
@@ -390,7 +403,7 @@ func (u *unitIterator) Next() bool {
 	if u.ended {
 		return false
 	}
-	u.cur, u.blocks = u.blocks[0], u.blocks[1:]
+	u.cur, u.blocks[0], u.blocks = u.blocks[0], Block{}, u.blocks[1:]
 	return true
 }
 

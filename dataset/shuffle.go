@@ -81,9 +81,7 @@ func (s *shuffleBuffer) reform(ctx context.Context) error {
 		s.dropPool()
 		// The rows left go first so incoming keeps arrival order behind
 		// them; the permutation below makes the order irrelevant.
-		s.incoming.recs = append([]arrow.RecordBatch{left}, s.incoming.recs...)
-		s.incoming.rows += left.NumRows()
-		s.incoming.bytes += recordSize(left)
+		s.incoming.prepend(left, recordSize(left))
 	}
 	pool, err := concat(s.incoming.recs)
 	if err != nil {

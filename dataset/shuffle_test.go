@@ -12,8 +12,11 @@ import (
 )
 
 // idBlock is a block of rows [first, first+n) of testSchema (id, x, name).
-func idBlock(first, n int64) arrow.RecordBatch {
-	b := array.NewRecordBuilder(memory.DefaultAllocator, testSchema)
+func idBlock(first, n int64) arrow.RecordBatch { return idBlockIn(memory.DefaultAllocator, first, n) }
+
+// idBlockIn is idBlock with its buffers allocated from mem.
+func idBlockIn(mem memory.Allocator, first, n int64) arrow.RecordBatch {
+	b := array.NewRecordBuilder(mem, testSchema)
 	defer b.Release()
 	for id := first; id < first+n; id++ {
 		r := rowFor(id)

@@ -249,25 +249,16 @@ func (c *coordinator) distribute(ctx context.Context, run *epochRun, it *Iterato
 	}()
 	// round hands each split per rows, cut from the front of carry.
 	round := func(per int64) bool {
-		rows := int64(c.n) * per
-		was := carry.bytes
-		head, size, err := carry.cut(rows)
-		if err != nil {
-			run.err = err
-			return false
-		}
-		run.budget.adjust(was, carry.bytes+size) // cut may have copied the rows
-		defer head.Release()
-		var given int64
 		for i := range c.n {
-			piece := newBlock(head.NewSlice(int64(i)*per, int64(i+1)*per), "")
-			// Shares by rows; the last takes what rounding left, so the
-			// pieces' counts add up to the cut's.
-			piece.Meta.SizeBytes = sliceSize(size, rows, int64(i)*per, int64(i+1)*per)
-			if i == c.n-1 {
-				piece.Meta.SizeBytes = size - given
+			was := carry.bytes
+			rec, size, err := carry.cut(per)
+			if err != nil {
+				run.err = err
+				return false
 			}
-			given += piece.Meta.SizeBytes
+			run.budget.adjust(was, carry.bytes+size) // cut may have copied the rows
+			piece := newBlock(rec, "")
+			piece.Meta.SizeBytes = size
 			if !c.give(ctx, run, i, piece) {
 				return false
 			}
