@@ -100,6 +100,12 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 		// size and generation: it is the stat, and the first read then
 		// costs no extra round trip.
 		backend := mrdpool.NewMRDBackend(f.grpc, f.name, name, nil).WithRetry(f.opts.retryOptions()...)
+		if f.start.Load() == startAtZero {
+			// The file will likely be read from its start, in a first
+			// window of Concurrency parts: open their downloaders
+			// alongside the first, not one round trip after it.
+			poolOpts.Warm = f.opts.Concurrency
+		}
 		pool := mrdpool.New(backend, poolOpts)
 		octx, cancel := f.bound(ctx)
 		info, err := pool.Info(octx)
@@ -258,7 +264,7 @@ func (fl *File) ReadContext(ctx context.Context, p []byte) (int, error) {
 	if off >= fl.info.Size {
 		return 0, io.EOF
 	}
-	fl.start.first(fl.fsys, off == 0)
+	fl.start.first(fl.fsys, off == 0, fl.info.Size)
 	ctx, done := fl.opContext(ctx)
 	defer done()
 	n, err := fl.engine.Read(ctx, p, off)
@@ -286,7 +292,7 @@ func (fl *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, er
 	if len(p) > 0 {
 		// A ReadAt at 0 is as often a header as a scan: it does not
 		// make the next open fetch a window.
-		fl.start.first(fl.fsys, false)
+		fl.start.first(fl.fsys, false, fl.info.Size)
 	}
 	ctx, done := fl.opContext(ctx)
 	defer done()
@@ -359,7 +365,7 @@ func (fl *File) WriteToContext(ctx context.Context, w io.Writer) (int64, error) 
 	}
 	defer fl.unlockSeq()
 	off := fl.offset()
-	fl.start.first(fl.fsys, false) // fetched apart from the prefetch window
+	fl.start.first(fl.fsys, false, fl.info.Size) // fetched apart from the prefetch window
 	ctx, done := fl.opContext(ctx)
 	defer done()
 	n, err := fl.writeRange(ctx, w, off, max(0, fl.info.Size-off))
@@ -380,7 +386,7 @@ func (fl *File) WriteRangeContext(ctx context.Context, w io.Writer, off, n int64
 	if !byterange.Within(off, n, fl.info.Size) {
 		return 0, pathErr("read", fl.name, fmt.Errorf("range of %d bytes at %d outside the %d-byte object: %w", n, off, fl.info.Size, fs.ErrInvalid))
 	}
-	fl.start.first(fl.fsys, false) // fetched apart from the prefetch window
+	fl.start.first(fl.fsys, false, fl.info.Size) // fetched apart from the prefetch window
 	ctx, done := fl.opContext(ctx)
 	defer done()
 	written, err := fl.writeRange(ctx, w, off, n)

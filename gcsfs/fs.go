@@ -82,6 +82,8 @@ type FS struct {
 	opened atomic.Int64
 	link   linkEstimate // sizes the first prefetch window of each file
 	start  atomic.Int32 // how the last file read began: startUnknown, startAtZero, startElsewhere
+	// startSize is the size of the last file read from its start.
+	startSize atomic.Int64
 }
 
 // Open opens the bucket at url and returns an FS over it. Supported:

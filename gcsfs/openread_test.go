@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"testing"
@@ -44,10 +45,13 @@ func readAllSum(t *testing.T, f fs.File) [32]byte {
 }
 
 // After a file read from its start, the next open and its first read at
-// offset 0 cost one round trip together: the open sends its stat and a GET
-// of the first window at once (they overlap at the server, whose latency
-// holds each of them long enough to see it), and the first read is served
-// from that window; the rest of the object is fetched once.
+// offset 0 cost one round trip together: the open sends its stat and the
+// GETs of the first window's parts at once (they overlap at the server,
+// whose latency holds each of them long enough to see it), and the first
+// read is served from that window; the rest of the object is fetched once.
+// The window holds the last file read (3 MiB: 4 MiB, in 4 parts of
+// prefetch.DefaultMinPartSize), so one GET is past the end: a request, no
+// bytes.
 func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
 	srv, fsys, objs := openReadRig(t)
 	a, err := fsys.Open("a")
@@ -70,8 +74,8 @@ func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := srv.HTTP.Stats()
-	if st.MetadataRequests != 1 || st.Requests != 1 || st.MaxInFlight != 2 {
-		t.Fatalf("open + first read: %d metadata and %d data requests, at most %d at once; want 1 and 1, together",
+	if st.MetadataRequests != 1 || st.Requests != 4 || st.MaxInFlight != 5 {
+		t.Fatalf("open + first read: %d metadata and %d data requests, at most %d at once; want 1 and 4, together",
 			st.MetadataRequests, st.Requests, st.MaxInFlight)
 	}
 	if b.Size() != int64(len(objs["b"])) || b.Generation() == 0 {
@@ -92,6 +96,36 @@ func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
 	// A missing object still fails at Open, with fs.ErrNotExist.
 	if _, err := fsys.Open("missing"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Open(missing) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// An open that GETs the window's parts before it knows the size reads
+// objects smaller than the window, a part or empty right: the GETs past
+// the end send no bytes and the reads see every byte once.
+func TestOpenReadingSmallObjects(t *testing.T) {
+	srv, fsys, objs := openReadRig(t)
+	a, err := fsys.Open("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAllSum(t, a) // from its start: the next opens GET their windows
+	a.Close()
+	for _, size := range []int{0, 1, 100 << 10, 1<<20 + 1} {
+		name := fmt.Sprintf("small-%d", size)
+		objs[name] = testkit.RandomBytes(size, uint64(size))
+		srv.Put(t, name, objs[name])
+		srv.HTTP.ResetStats()
+		f, err := fsys.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAllSum(t, f); got != sha256.Sum256(objs[name]) {
+			t.Fatalf("%s: bytes differ", name)
+		}
+		f.Close()
+		if st := srv.HTTP.Stats(); st.Bytes != int64(size) {
+			t.Fatalf("%s: the server sent %d bytes for %d", name, st.Bytes, size)
+		}
 	}
 }
 

@@ -120,6 +120,13 @@ type Options struct {
 	// bandwidth-delay product). It is called on the reading goroutine and
 	// must be quick.
 	Observe func(ttfb time.Duration, n int64, transfer time.Duration)
+	// Warm is how many downloaders the pool opens at once when it opens
+	// its first (at most PoolSize): the others in the background, so that
+	// the parallel parts of a first prefetch window find them open
+	// instead of each paying an open's round trip after the first. Their
+	// failures are dropped (a later open reports its own). Default 0: one
+	// at a time, as ranges need them.
+	Warm int
 }
 
 func (o *Options) normalize() Options {
@@ -128,6 +135,7 @@ func (o *Options) normalize() Options {
 	r.Retries = max(cmp.Or(r.Retries, DefaultRetries), 0) // negative: none
 	r.RetryBackoff = defaults.Positive(r.RetryBackoff, DefaultRetryBackoff)
 	r.StallTimeout = cmp.Or(r.StallTimeout, DefaultStallTimeout)
+	r.Warm = min(max(r.Warm, 0), r.PoolSize)
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -163,6 +171,9 @@ type Pool struct {
 	opening   int      // opens in progress, counted against PoolSize
 	rr        int      // round-robin cursor for sharing
 	changed   chan struct{}
+	warmed    bool               // the Warm opens were started
+	ctx       context.Context    // ends at Close: bounds the Warm opens
+	cancel    context.CancelFunc // ends ctx
 
 	opened, replaced, shared, waits, ranges, retries, bytes atomic.Int64
 	progress                                                atomic.Int64 // unix nanos of the last byte any range got
@@ -190,6 +201,7 @@ func (e *entry) broken() bool {
 func New(backend Backend, opts *Options) *Pool {
 	o := opts.normalize()
 	p := &Pool{backend: backend, opts: o, changed: make(chan struct{}), closing: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if o.Info != nil {
 		p.info, p.pinned = *o.Info, true
 	}
@@ -243,6 +255,7 @@ func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
 			return ObjectInfo{}, errClosed()
 		case p.opening == 0:
 			p.opening++
+			p.warmLocked()
 			p.mu.Unlock()
 			l, err := p.open(ctx)
 			if err != nil {
@@ -294,6 +307,7 @@ func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 		firstInFlight := len(p.all) == 0 && p.opening > 0
 		if !firstInFlight && len(p.all)+p.opening < p.opts.PoolSize {
 			p.opening++
+			p.warmLocked()
 			p.mu.Unlock()
 			p.closeBroken(broken)
 			return p.open(ctx)
@@ -323,6 +337,27 @@ func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+}
+
+// warmLocked starts the Warm opens with the pool's first open (counted in
+// p.opening by the caller): background opens until Warm are open or
+// opening. It does so once.
+func (p *Pool) warmLocked() {
+	if p.warmed || len(p.all) > 0 {
+		return
+	}
+	p.warmed = true
+	for len(p.all)+p.opening < p.opts.Warm {
+		p.opening++
+		go func() {
+			l, err := p.open(p.ctx)
+			if err != nil {
+				p.opts.Logger.Debug("mrdpool: warm open failed", "object", p.opts.Object, "err", err)
+				return
+			}
+			l.Release() // to the free queue
+		}()
 	}
 }
 
@@ -466,6 +501,7 @@ func (p *Pool) Close() error {
 		return p.closeErr
 	}
 	p.closed = true
+	p.cancel() // Warm opens in flight end
 	close(p.closing)
 	p.closeDone = make(chan struct{})
 	all := p.all

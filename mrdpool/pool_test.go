@@ -25,6 +25,7 @@ type fakeBackend struct {
 	openDelay chan struct{} // when non-nil, Open waits for it to close
 
 	opens, adds atomic.Int64
+	started     atomic.Int64 // Open calls, counted before openDelay
 	mu          sync.Mutex
 	downloaders []*fakeDownloader
 	hold        chan struct{} // when non-nil, ranges wait for it
@@ -36,6 +37,7 @@ type fakeBackend struct {
 func (b *fakeBackend) Shareable() bool { return b.shareable }
 
 func (b *fakeBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
+	b.started.Add(1)
 	if b.openDelay != nil {
 		select {
 		case <-b.openDelay:
@@ -156,6 +158,69 @@ func TestConcurrentFirstCallersOpenOne(t *testing.T) {
 	wg.Wait()
 	if n := b.opens.Load(); n != 1 {
 		t.Fatalf("%d downloaders opened by concurrent first callers, want 1", n)
+	}
+}
+
+// With Warm, the first open starts the others at once: all Warm opens are
+// in flight together (none has finished when the last starts), and the
+// ranges that follow find their downloaders open.
+func TestWarmOpensAlongsideFirst(t *testing.T) {
+	gate := make(chan struct{})
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), shareable: true, openDelay: gate}
+	p := New(b, &Options{PoolSize: 8, Warm: 4})
+	defer p.Close()
+	info := make(chan error, 1)
+	go func() {
+		_, err := p.Info(context.Background())
+		info <- err
+	}()
+	testkit.WaitFor(t, "4 opens in flight together", func() bool { return b.started.Load() == 4 })
+	close(gate)
+	if err := <-info; err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the warm opens to finish", func() bool { return p.Stats().Opened == 4 })
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			l, err := p.acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer l.Release()
+			if !l.owner {
+				t.Errorf("acquire %d shared a busy downloader while a warm one was free", i)
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.started.Load(); n != 4 {
+		t.Fatalf("%d opens, want the 4 warm ones", n)
+	}
+}
+
+// Close does not wait for warm opens the server never answers: they end
+// with the pool (the package's leak check sees no goroutine left).
+func TestCloseEndsWarmOpens(t *testing.T) {
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), shareable: true, openDelay: make(chan struct{})}
+	p := New(b, &Options{PoolSize: 8, Warm: 3})
+	ctx, cancel := context.WithCancel(context.Background())
+	info := make(chan error, 1)
+	go func() {
+		_, err := p.Info(ctx)
+		info <- err
+	}()
+	testkit.WaitFor(t, "3 opens in flight", func() bool { return b.started.Load() == 3 })
+	cancel()
+	if err := <-info; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Info = %v, want context.Canceled", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.opens.Load(); n != 0 {
+		t.Fatalf("%d opens finished though the server never answered", n)
 	}
 }
 

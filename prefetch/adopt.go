@@ -21,21 +21,38 @@ type Body interface {
 	Abort()
 }
 
-// Adopt makes [off, off+n) of the object a prefetched chunk filled from
-// body, the response of a request already in flight (gcsfs's open, whose
-// ranged GET is also its stat). It returns false, leaving body to the
-// caller, if the engine is closed or already holds prefetched data, the
-// range is empty or outside the object, or the budget has no buffer for it
-// now. Otherwise the engine owns body: it copies the bytes in as they
-// arrive (a read waits only for those it needs) and closes body when it
-// ends, when the chunk is dropped (a read elsewhere), at Close, or after
-// stall without a byte (stall <= 0: no bound). If body fails or ends early,
-// the reads that need the missing bytes fetch them themselves through the
-// Fetcher. The range counts in Stats as one prefetch request.
+// Adopt is AdoptParts with one part: [off, off+n) filled from body.
 func (e *Engine) Adopt(off, n int64, body Body, stall time.Duration) bool {
-	if n <= 0 || !byterange.Within(off, n, e.size) {
+	return e.AdoptParts([]AdoptedPart{{Off: off, N: n, Body: body}}, stall)
+}
+
+// AdoptedPart is [Off, Off+N) of the object and Body, the response of a
+// request already in flight for it; a nil Body is a request that failed.
+type AdoptedPart struct {
+	Off, N int64
+	Body   Body
+}
+
+// AdoptParts makes the range the parts cover, which must follow each other
+// without a gap, a prefetched chunk filled from their bodies: the responses
+// of requests already in flight (gcsfs's open, whose ranged GETs go out
+// with its stat). It returns false, leaving every body to the caller, if
+// the engine is closed or already holds prefetched data, a part is empty,
+// out of order or outside the object, no part has a body, or the budget
+// has no buffer for the range now. Otherwise the engine owns the bodies: it
+// copies each one's bytes in as they arrive (a read waits only for those
+// it needs) and closes it when it ends, when the chunk is dropped (a read
+// elsewhere), at Close, or after stall without a byte (stall <= 0: no
+// bound). The bytes of a part without a body, or whose body fails or ends
+// early, are fetched by the reads that need them through the Fetcher. Each
+// body counts in Stats as one prefetch request.
+func (e *Engine) AdoptParts(parts []AdoptedPart, stall time.Duration) bool {
+	if !adoptable(parts, e.size) {
 		return false
 	}
+	off := parts[0].Off
+	last := parts[len(parts)-1]
+	n := last.Off + last.N - off // adoptable: no overflow
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed || len(e.chunks) > 0 {
@@ -48,22 +65,48 @@ func (e *Engine) Adopt(off, n int64, body Body, stall time.Duration) bool {
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &chunk{off: off, buf: buf, cancel: cancel}
 	e.chunks = append(e.chunks, c)
-	e.requests.Add(1)
-	e.fetched.Add(n)
 	e.prefetched.Add(n)
-	c.users.Add(1)
-	e.bg.Add(1)
-	go func() {
-		defer e.bg.Done()
-		defer c.users.Done()
-		fill(ctx, c, n, body, stall)
-	}()
+	for _, pt := range parts {
+		from := pt.Off - off
+		if pt.Body == nil {
+			c.buf.Fail(from, pt.N, errDropped)
+			continue
+		}
+		e.requests.Add(1)
+		e.fetched.Add(pt.N)
+		c.users.Add(1)
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			defer c.users.Done()
+			fill(ctx, c, from, pt.N, pt.Body, stall)
+		}()
+	}
 	return true
 }
 
-// fill copies body into the chunk's first n bytes, committing as it goes;
-// what does not arrive fails with errDropped, so readers fetch it.
-func fill(ctx context.Context, c *chunk, n int64, body Body, stall time.Duration) {
+// adoptable reports whether parts are non-empty ranges inside an object of
+// size bytes that follow each other without a gap, at least one with a
+// body.
+func adoptable(parts []AdoptedPart, size int64) bool {
+	bodies := 0
+	for i, pt := range parts {
+		if pt.N <= 0 || !byterange.Within(pt.Off, pt.N, size) {
+			return false
+		}
+		if i > 0 && pt.Off != parts[i-1].Off+parts[i-1].N {
+			return false
+		}
+		if pt.Body != nil {
+			bodies++
+		}
+	}
+	return bodies > 0
+}
+
+// fill copies body into the chunk's bytes [from, from+n), committing as it
+// goes; what does not arrive fails with errDropped, so readers fetch it.
+func fill(ctx context.Context, c *chunk, from, n int64, body Body, stall time.Duration) {
 	defer body.Close()
 	stop := context.AfterFunc(ctx, body.Abort) // a Read in flight returns
 	defer stop()
@@ -72,12 +115,12 @@ func fill(ctx context.Context, c *chunk, n int64, body Body, stall time.Duration
 		timer = time.AfterFunc(stall, body.Abort)
 		defer timer.Stop()
 	}
-	p := c.buf.Bytes()[:n]
+	p := c.buf.Bytes()[from : from+n]
 	var pos int64
 	for pos < n {
 		k, err := body.Read(p[pos:min(n, pos+adoptStep)])
 		if k > 0 {
-			c.buf.Commit(pos, int64(k))
+			c.buf.Commit(from+pos, int64(k))
 			pos += int64(k)
 			if timer != nil {
 				timer.Reset(stall)
@@ -88,6 +131,6 @@ func fill(ctx context.Context, c *chunk, n int64, body Body, stall time.Duration
 		}
 	}
 	if pos < n {
-		c.buf.Fail(pos, n-pos, errDropped)
+		c.buf.Fail(from+pos, n-pos, errDropped)
 	}
 }

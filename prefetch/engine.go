@@ -333,13 +333,13 @@ func (e *Engine) topUpLocked(end, window int64) {
 	c := &chunk{off: have, buf: buf, cancel: cancel}
 	e.chunks = append(e.chunks, c)
 	e.prefetched.Add(size)
-	for _, pt := range splitParts(size, e.opts.Concurrency, e.opts.MinPartSize) {
+	for _, pt := range byterange.Split(size, e.opts.Concurrency, e.opts.MinPartSize) {
 		c.users.Add(1)
 		e.bg.Add(1)
 		go func() {
 			defer e.bg.Done()
 			defer c.users.Done()
-			e.fetchPart(ctx, c, pt.off, pt.n)
+			e.fetchPart(ctx, c, pt.Off, pt.N)
 		}()
 	}
 }
@@ -442,13 +442,13 @@ func (e *Engine) fetchDirect(ctx context.Context, p []byte, off int64, pieces []
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, pc := range pieces {
-		for _, pt := range splitParts(pc.n, e.opts.Concurrency, e.opts.MinPartSize) {
+		for _, pt := range byterange.Split(pc.n, e.opts.Concurrency, e.opts.MinPartSize) {
 			g.Go(func() error {
-				o := pc.off + pt.off
+				o := pc.off + pt.Off
 				e.requests.Add(1)
-				e.fetched.Add(pt.n)
-				n, err := e.f.ReadAt(gctx, p[o-off:o-off+pt.n], o)
-				if err == nil && int64(n) < pt.n {
+				e.fetched.Add(pt.N)
+				n, err := e.f.ReadAt(gctx, p[o-off:o-off+pt.N], o)
+				if err == nil && int64(n) < pt.N {
 					err = io.ErrUnexpectedEOF // a Fetcher owes all bytes or an error
 				}
 				return err
@@ -502,24 +502,4 @@ func (e *Engine) Close() error {
 	e.cancel()
 	e.bg.Wait()
 	return nil
-}
-
-// part is [off, off+n) relative to the start of a split range.
-type part struct{ off, n int64 }
-
-// splitParts splits n bytes into at most concurrency parts of nearly equal
-// size, none under minPart unless n itself is smaller.
-func splitParts(n int64, concurrency int, minPart int64) []part {
-	k := min(int64(concurrency), max(1, n/minPart))
-	parts := make([]part, 0, k)
-	var off int64
-	for i := range k {
-		sz := n / k
-		if i < n%k {
-			sz++
-		}
-		parts = append(parts, part{off, sz})
-		off += sz
-	}
-	return parts
 }

@@ -340,30 +340,6 @@ func TestLargeDirectReadSplitsIntoParts(t *testing.T) {
 	}
 }
 
-func TestSplitParts(t *testing.T) {
-	for _, c := range []struct {
-		n       int64
-		conc    int
-		minPart int64
-		want    int
-	}{{100, 8, 10, 8}, {100, 8, 30, 3}, {5, 8, 10, 1}, {8 * MiB, 8, MiB, 8}, {MiB + 1, 8, MiB, 1}} {
-		ps := splitParts(c.n, c.conc, c.minPart)
-		if len(ps) != c.want {
-			t.Errorf("splitParts(%d,%d,%d) = %d parts, want %d", c.n, c.conc, c.minPart, len(ps), c.want)
-		}
-		var off int64
-		for _, p := range ps {
-			if p.off != off || (p.n < c.minPart && c.n >= c.minPart) {
-				t.Errorf("bad part %+v", p)
-			}
-			off += p.n
-		}
-		if off != c.n {
-			t.Errorf("parts cover %d of %d", off, c.n)
-		}
-	}
-}
-
 // ReadDirect splits a whole range into Concurrency parts and leaves the
 // detector alone: a following read at 0 is still the first of a run.
 func TestReadDirect(t *testing.T) {

@@ -35,3 +35,24 @@ func Add(a, b int64) (int64, bool) {
 	}
 	return s, true
 }
+
+// Part is [Off, Off+N) relative to the start of a range Split cut.
+type Part struct{ Off, N int64 }
+
+// Split cuts n bytes into at most k parts of nearly equal size, none under
+// minPart unless n itself is (then one part). n must not be negative, k
+// and minPart must be positive.
+func Split(n int64, k int, minPart int64) []Part {
+	count := min(int64(k), max(1, n/minPart))
+	parts := make([]Part, 0, count)
+	var off int64
+	for i := range count {
+		sz := n / count
+		if i < n%count {
+			sz++
+		}
+		parts = append(parts, Part{off, sz})
+		off += sz
+	}
+	return parts
+}

@@ -35,3 +35,28 @@ func TestWithinAndEndExact(t *testing.T) {
 		t.Error("Within(MaxInt64-5, 10, 100) = true")
 	}
 }
+
+func TestSplit(t *testing.T) {
+	const MiB = 1 << 20
+	for _, c := range []struct {
+		n       int64
+		k       int
+		minPart int64
+		want    int
+	}{{100, 8, 10, 8}, {100, 8, 30, 3}, {5, 8, 10, 1}, {8 * MiB, 8, MiB, 8}, {MiB + 1, 8, MiB, 1}, {0, 8, 10, 1}} {
+		ps := Split(c.n, c.k, c.minPart)
+		if len(ps) != c.want {
+			t.Errorf("Split(%d,%d,%d) = %d parts, want %d", c.n, c.k, c.minPart, len(ps), c.want)
+		}
+		var off int64
+		for _, p := range ps {
+			if p.Off != off || (p.N < c.minPart && c.n >= c.minPart) {
+				t.Errorf("Split(%d,%d,%d): bad part %+v", c.n, c.k, c.minPart, p)
+			}
+			off += p.N
+		}
+		if off != c.n {
+			t.Errorf("Split(%d,%d,%d): parts cover %d", c.n, c.k, c.minPart, off)
+		}
+	}
+}

@@ -215,6 +215,7 @@ type shapedWriter struct {
 
 	wroteHeader bool
 	discard     bool  // 503 sent; drop the body
+	errorBody   bool  // the server answered with an error (e.g. 416): its body is no object bytes
 	limit       int64 // bytes to send before the fault; -1 for none
 	sent        int64
 	fault       Fault
@@ -232,6 +233,7 @@ func (w *shapedWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	if code != http.StatusOK && code != http.StatusPartialContent {
+		w.errorBody = true
 		w.rw.WriteHeader(code)
 		return
 	}
@@ -289,6 +291,9 @@ func (w *shapedWriter) Write(p []byte) (int, error) {
 	}
 	if w.discard {
 		return 0, errCut
+	}
+	if w.errorBody {
+		return w.rw.Write(p) // an error's text, not object bytes
 	}
 	n := 0
 	for n < len(p) {
