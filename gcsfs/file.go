@@ -67,13 +67,12 @@ func (f *FS) Open(name string) (fs.File, error) {
 // ctx bounds the open only. Errors are *fs.PathError wrapping
 // fs.ErrInvalid (bad name), fs.ErrNotExist, fs.ErrClosed or ctx's error.
 //
-// The open costs one round trip, and so does a first read at offset 0
-// with it: on a zonal bucket the first multi-range downloader's open is the
-// stat; on another GCS bucket, when the last file this FS read was read
-// from its start, the stat is a ranged GET of the first prefetch window
-// whose headers carry the size and generation, its body the window (when
-// files are read elsewhere first, the open is a plain stat and fetches no
-// data).
+// The open costs one round trip (on a zonal bucket the first multi-range
+// downloader's open is the stat). When the last file this FS read was read
+// from its start, a first read at offset 0 costs none more: on GCS the
+// open fetches the first prefetch window, in parallel parts, at the same
+// time as its stat. When files are read elsewhere first, the open fetches
+// no data.
 func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
 	return f.openFile(ctx, name, true)
 }
@@ -95,28 +94,6 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 		StallTimeout: f.opts.StallTimeout, Logger: f.opts.Logger, Object: name,
 		Observe: f.link.observe,
 	}
-	if f.zonal {
-		// The first multi-range downloader's open returns the object's
-		// size and generation: it is the stat, and the first read then
-		// costs no extra round trip.
-		backend := mrdpool.NewMRDBackend(f.grpc, f.name, name, nil).WithRetry(f.opts.retryOptions()...)
-		if f.start.Load() == startAtZero {
-			// The file will likely be read from its start, in a first
-			// window of Concurrency parts: open their downloaders
-			// alongside the first, not one round trip after it.
-			poolOpts.Warm = f.opts.Concurrency
-		}
-		pool := mrdpool.New(backend, poolOpts)
-		octx, cancel := f.bound(ctx)
-		info, err := pool.Info(octx)
-		err = f.boundErr(octx, err, "open "+name)
-		cancel()
-		if err != nil {
-			pool.Close()
-			return nil, pathErr("open", name, err)
-		}
-		return f.newFile(name, info, pool)
-	}
 	if mayFetch {
 		if file, ok, err := f.openReading(ctx, name, poolOpts); ok {
 			if err != nil {
@@ -125,6 +102,13 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 			return file, nil
 		}
 	}
+	if f.zonal {
+		info, pool, err := f.openZonal(ctx, name, poolOpts)
+		if err != nil {
+			return nil, pathErr("open", name, err)
+		}
+		return f.newFile(name, info, pool)
+	}
 	info, err := f.statBlob(ctx, name)
 	if err != nil {
 		return nil, pathErr("open", name, err)
@@ -132,6 +116,22 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 	poolOpts.Info = &info
 	backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
 	return f.newFile(name, info, mrdpool.New(backend, poolOpts))
+}
+
+// openZonal opens name's pool on a zonal bucket: the first multi-range
+// downloader's open returns the object's size and generation, so it is
+// the stat, and a first read then costs no extra round trip.
+func (f *FS) openZonal(ctx context.Context, name string, poolOpts *mrdpool.Options) (mrdpool.ObjectInfo, *mrdpool.Pool, error) {
+	backend := mrdpool.NewMRDBackend(f.grpc, f.name, name, nil).WithRetry(f.opts.retryOptions()...)
+	pool := mrdpool.New(backend, poolOpts)
+	octx, cancel := f.bound(ctx)
+	defer cancel()
+	info, err := pool.Info(octx)
+	if err = f.boundErr(octx, err, "open "+name); err != nil {
+		pool.Close()
+		return info, nil, err
+	}
+	return info, pool, nil
 }
 
 // newFile wraps an open pool in a File with its prefetch engine.

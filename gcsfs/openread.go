@@ -2,6 +2,8 @@ package gcsfs
 
 import (
 	"context"
+	"errors"
+	"io"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -44,22 +46,33 @@ func (s *fileStart) first(f *FS, atZero bool, size int64) {
 	}
 }
 
-// openReading opens name on a GCS bucket when the last file this FS read
-// was read from its start: it stats the object and, at the same time, GETs
-// its first prefetch window in Concurrency parts (one ranged GET each, in
+// openReading opens name when the last file this FS read was read from
+// its start: it stats the object and, at the same time, fetches its first
+// prefetch window in Concurrency parts (one ranged request each, in
 // parallel, as the engine fetches any window), whose bodies become the
 // file's first prefetched chunk, so the open and a first read at offset 0
 // cost one round trip together and the window streams over parallel
-// connections from the start. The size is not known when the GETs go out:
-// a part past the object's end fails (a 416, no bytes). (The stat still
-// gives the size, generation and modification time; a GET's headers carry
-// only a whole-second time. A body is used only if its GET answered with
-// the stat's generation.) It returns ok == false, having done nothing,
-// when it does not apply (not GCS, no such history); the caller then stats
-// the object.
+// connections from the start. On a zonal bucket the stat is the first
+// multi-range downloader's open (and the others open alongside it:
+// mrdpool Options.Warm) and the parts are one-shot gRPC reads, which
+// carry the range in their first message; elsewhere on GCS the stat is a
+// metadata GET and the parts ranged GETs. The size is not known when the
+// parts go out: a part past the object's end fails (no bytes). (A part's
+// headers carry only the size and generation; the stat gives the
+// modification time too. A body is used only if its request answered with
+// the stat's generation and size.) It returns ok == false, having done
+// nothing, when it does not apply (no such history, or not GCS); the
+// caller then opens as usual.
 func (f *FS) openReading(ctx context.Context, name string, poolOpts *mrdpool.Options) (*File, bool, error) {
-	var gcs *storage.Client
-	if f.start.Load() != startAtZero || !f.bucket.As(&gcs) {
+	if f.start.Load() != startAtZero {
+		return nil, false, nil
+	}
+	var src readingSource
+	if f.zonal {
+		src = f.zonalReading(name, poolOpts)
+	} else if s, ok := f.httpReading(name, poolOpts); ok {
+		src = s
+	} else {
 		return nil, false, nil
 	}
 	w := int64(f.buffers.Fit(int(f.firstWindow())))
@@ -68,26 +81,101 @@ func (f *FS) openReading(ctx context.Context, name string, poolOpts *mrdpool.Opt
 	// The parts the engine would cut the window into (prefetch owns the
 	// MinPartSize default).
 	parts := byterange.Split(w, f.opts.Concurrency, defaults.Positive(f.opts.MinPartSize, prefetch.DefaultMinPartSize))
-	gets := f.getParts(bctx, name, parts)
-	info, err := f.statBlob(ctx, name)
-	got, ttfb := gets.wait()
+	gets := getParts(bctx, parts, src.get)
+	info, pool, err := src.open(ctx)
+	got := gets.wait()
 	if err != nil {
-		closeParts(got)
+		closeGot(got)
 		return nil, true, err
 	}
-	poolOpts.Info = &info
-	backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
-	file, err := f.newFile(name, info, mrdpool.New(backend, poolOpts))
+	file, err := f.newFile(name, info, pool)
 	if err != nil {
-		closeParts(got)
+		closeGot(got)
 		return nil, true, err
 	}
-	adopt := f.sameObject(got, ttfb, info)
+	adopt := f.sameObject(got, parts, info)
 	if !file.engine.AdoptParts(adopt, f.opts.StallTimeout) {
 		closeParts(adopt)
 	}
 	return file, true, nil
 }
+
+// readingSource is how openReading reaches one kind of bucket: open stats
+// the object and returns its pool; get starts a ranged read.
+type readingSource struct {
+	open func(ctx context.Context) (mrdpool.ObjectInfo, *mrdpool.Pool, error)
+	get  rangeGet
+}
+
+// rangeGet starts a ranged read of [off, off+n) and returns its body with
+// the generation and size of the object it reads.
+type rangeGet func(ctx context.Context, off, n int64) (r io.ReadCloser, gen, size int64, err error)
+
+// httpReading is the readingSource of a GCS bucket over HTTP (JSON and
+// XML APIs); ok is false for other buckets.
+func (f *FS) httpReading(name string, poolOpts *mrdpool.Options) (readingSource, bool) {
+	var gcs *storage.Client
+	if !f.bucket.As(&gcs) {
+		return readingSource{}, false
+	}
+	retry := f.opts.retryOptions()
+	opts := &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
+		var obj **storage.ObjectHandle
+		if as(&obj) {
+			*obj = (*obj).Retryer(retry...)
+		}
+		return nil
+	}}
+	return readingSource{
+		open: func(ctx context.Context) (mrdpool.ObjectInfo, *mrdpool.Pool, error) {
+			info, err := f.statBlob(ctx, name)
+			if err != nil {
+				return info, nil, err
+			}
+			poolOpts.Info = &info
+			backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(retry...)
+			return info, mrdpool.New(backend, poolOpts), nil
+		},
+		get: func(ctx context.Context, off, n int64) (io.ReadCloser, int64, int64, error) {
+			r, err := f.bucket.NewRangeReader(ctx, name, off, n, opts)
+			if err != nil {
+				return nil, 0, 0, err
+			}
+			var sr *storage.Reader
+			if !r.As(&sr) {
+				r.Close()
+				return nil, 0, 0, errors.New("gcsfs: not a GCS reader")
+			}
+			return r, sr.Attrs.Generation, r.Size(), nil
+		},
+	}, true
+}
+
+// zonalReading is the readingSource of a zonal bucket over gRPC.
+func (f *FS) zonalReading(name string, poolOpts *mrdpool.Options) readingSource {
+	retry := f.opts.retryOptions()
+	return readingSource{
+		open: func(ctx context.Context) (mrdpool.ObjectInfo, *mrdpool.Pool, error) {
+			// The window's parts come from the one-shot reads; the
+			// downloaders for the windows after it open alongside the
+			// first.
+			poolOpts.Warm = f.opts.Concurrency
+			return f.openZonal(ctx, name, poolOpts)
+		},
+		get: func(ctx context.Context, off, n int64) (io.ReadCloser, int64, int64, error) {
+			r, err := f.grpc.Bucket(f.name).Object(name).Retryer(retry...).NewRangeReader(ctx, off, n)
+			if err != nil {
+				return nil, 0, 0, err
+			}
+			return checksummed{r}, r.Attrs.Generation, r.Attrs.Size, nil
+		},
+	}
+}
+
+// checksummed marks a body whose bytes are trusted only once it has ended
+// cleanly: a gRPC read checks each message's checksum after it has handed
+// out the message's bytes.
+type checksummed struct{ io.ReadCloser }
 
 // firstWindow is what an open that fetches fetches: the link's
 // bandwidth-delay product (BlockSize before it is known), up to
@@ -103,41 +191,35 @@ func (f *FS) firstWindow() int64 {
 	return max(w, 1)
 }
 
-// partGets are the ranged GETs of a window's parts, in flight.
+// partGets are the ranged reads of a window's parts, in flight.
 type partGets struct {
 	parts []byterange.Part
 	got   chan partGot
 }
 
-// partGot is one GET's outcome: its body (nil when it failed) and its time
-// to first byte.
+// partGot is one read's outcome: its body (nil when it failed), the
+// generation and size of the object it reads, and its time to first
+// byte.
 type partGot struct {
-	i    int
-	body *cancelOnClose
-	ttfb time.Duration
+	i         int
+	body      *cancelOnClose
+	gen, size int64
+	ttfb      time.Duration
 }
 
-// getParts starts one ranged GET per part. A body outlives the open, so
-// each GET has a context of its own, tied to bctx (the open's bounds)
+// getParts starts one ranged read per part. A body outlives the open, so
+// each read has a context of its own, tied to bctx (the open's bounds)
 // until its headers are in.
-func (f *FS) getParts(bctx context.Context, name string, parts []byterange.Part) *partGets {
+func getParts(bctx context.Context, parts []byterange.Part, get rangeGet) *partGets {
 	g := &partGets{parts: parts, got: make(chan partGot, len(parts))}
-	retry := f.opts.retryOptions()
-	opts := &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
-		var obj **storage.ObjectHandle
-		if as(&obj) {
-			*obj = (*obj).Retryer(retry...)
-		}
-		return nil
-	}}
 	for i, pt := range parts {
 		go func() {
 			rctx, rcancel := context.WithCancel(context.Background())
 			stop := context.AfterFunc(bctx, rcancel)
 			t0 := time.Now()
-			r, err := f.bucket.NewRangeReader(rctx, name, pt.Off, pt.N, opts)
+			r, gen, size, err := get(rctx, pt.Off, pt.N)
 			ttfb := time.Since(t0)
-			if !stop() || err != nil { // bctx ended first, or the GET failed
+			if !stop() || err != nil { // bctx ended first, or the read failed
 				if err == nil {
 					r.Close()
 				}
@@ -145,54 +227,64 @@ func (f *FS) getParts(bctx context.Context, name string, parts []byterange.Part)
 				g.got <- partGot{i: i}
 				return
 			}
-			g.got <- partGot{i: i, body: &cancelOnClose{r: r, cancel: rcancel}, ttfb: ttfb}
+			g.got <- partGot{i: i, body: &cancelOnClose{r: r, cancel: rcancel}, gen: gen, size: size, ttfb: ttfb}
 		}()
 	}
 	return g
 }
 
-// wait collects every GET (bounded: bctx ends them): the parts to adopt,
-// in order, and each GET's time to first byte.
-func (g *partGets) wait() ([]prefetch.AdoptedPart, []time.Duration) {
-	parts := make([]prefetch.AdoptedPart, len(g.parts))
-	ttfb := make([]time.Duration, len(g.parts))
+// wait collects every read (bounded: bctx ends them), in part order.
+func (g *partGets) wait() []partGot {
+	got := make([]partGot, len(g.parts))
 	for range g.parts {
 		r := <-g.got
-		parts[r.i] = prefetch.AdoptedPart{Off: g.parts[r.i].Off, N: g.parts[r.i].N}
-		if r.body != nil {
-			parts[r.i].Body = r.body
-		}
-		ttfb[r.i] = r.ttfb
+		got[r.i] = r
 	}
-	return parts, ttfb
+	return got
 }
 
-// sameObject returns the parts cut to the object as the stat saw it: a
-// body from another generation or size is closed and dropped, the parts
-// past the end go, and the last is cut at the end. The first matching
-// GET's time to first byte feeds the link estimate.
-func (f *FS) sameObject(got []prefetch.AdoptedPart, ttfb []time.Duration, info mrdpool.ObjectInfo) []prefetch.AdoptedPart {
-	var parts []prefetch.AdoptedPart
+// sameObject returns the parts to adopt, cut to the object as the stat saw
+// it: a body from another generation or size is closed and dropped, the
+// parts past the end go, and the last is cut at the end. The first
+// matching read's time to first byte feeds the link estimate.
+func (f *FS) sameObject(got []partGot, parts []byterange.Part, info mrdpool.ObjectInfo) []prefetch.AdoptedPart {
+	var adopt []prefetch.AdoptedPart
 	observed := false
-	for i, pt := range got {
-		if pt.Body != nil {
-			var sr *storage.Reader
-			body := pt.Body.(*cancelOnClose)
-			if !body.r.As(&sr) || sr.Attrs.Generation != info.Generation || body.r.Size() != info.Size || pt.Off >= info.Size {
-				body.Close()
-				pt.Body = nil
-			} else if !observed {
-				f.link.observe(ttfb[i], 0, 0)
-				observed = true
-			}
-		}
+	for i, g := range got {
+		pt := prefetch.AdoptedPart{Off: parts[i].Off, N: parts[i].N}
 		if pt.Off >= info.Size {
+			closeBody(g.body)
 			continue
 		}
 		pt.N = min(pt.N, info.Size-pt.Off)
-		parts = append(parts, pt)
+		if g.body != nil && (g.gen != info.Generation || g.size != info.Size) {
+			closeBody(g.body)
+			g.body = nil
+		}
+		if g.body != nil {
+			_, pt.CommitAtEnd = g.body.r.(checksummed)
+			pt.Body = g.body
+			if !observed {
+				f.link.observe(g.ttfb, 0, 0)
+				observed = true
+			}
+		}
+		adopt = append(adopt, pt)
 	}
-	return parts
+	return adopt
+}
+
+func closeBody(b *cancelOnClose) {
+	if b != nil {
+		b.Close()
+	}
+}
+
+// closeGot closes the bodies of reads not adopted.
+func closeGot(got []partGot) {
+	for _, g := range got {
+		closeBody(g.body)
+	}
 }
 
 // closeParts closes the bodies of parts not adopted.
@@ -204,11 +296,11 @@ func closeParts(parts []prefetch.AdoptedPart) {
 	}
 }
 
-// cancelOnClose is a ranged GET's body for prefetch.Engine.Adopt: Abort
-// ends the request's context (a blob.Reader may not be closed while a Read
-// is in flight), Close closes the reader and ends the context.
+// cancelOnClose is a ranged read's body for prefetch.Engine.AdoptParts:
+// Abort ends the request's context (a reader may not be closed while a
+// Read is in flight), Close closes the reader and ends the context.
 type cancelOnClose struct {
-	r      *blob.Reader
+	r      io.ReadCloser
 	cancel context.CancelFunc
 }
 

@@ -18,20 +18,99 @@ import (
 // openReadRig is an FS over the HTTP fake holding objects a, b, c and d of
 // 3 MiB each.
 func openReadRig(t *testing.T) (*testserver.Test, *gcsfs.FS, map[string][]byte) {
+	return openReadRigOn(t, false)
+}
+
+// openReadRigOn is openReadRig, on the gRPC fake as a zonal bucket when
+// zonal is set.
+func openReadRigOn(t *testing.T, zonal bool) (*testserver.Test, *gcsfs.FS, map[string][]byte) {
 	t.Helper()
 	// 20 ms before every response: requests sent together overlap.
-	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{fakeBucket}, NoGRPC: true, Shape: testserver.Shape{Latency: 20 * time.Millisecond}})
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{fakeBucket}, NoGRPC: !zonal, Shape: testserver.Shape{Latency: 20 * time.Millisecond}})
 	objs := map[string][]byte{}
 	for i, name := range []string{"a", "b", "c", "d"} {
 		objs[name] = testkit.RandomBytes(3<<20, uint64(60+i))
 		srv.Put(t, name, objs[name])
 	}
-	fsys, err := gcsfs.New(context.Background(), srv.Blob, &gcsfs.Options{BucketName: fakeBucket, Zonal: gcsfs.ZonalOff})
+	opts := &gcsfs.Options{BucketName: fakeBucket, Zonal: gcsfs.ZonalOff}
+	if zonal {
+		opts = &gcsfs.Options{BucketName: fakeBucket, Zonal: gcsfs.ZonalOn, GRPCClient: srv.GRPCStorage}
+	}
+	fsys, err := gcsfs.New(context.Background(), srv.Blob, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fsys.Close() })
 	return srv, fsys, objs
+}
+
+// On a zonal bucket too, after a file read from its start, the open and a
+// first read at offset 0 cost one round trip: the first downloader's open
+// (the stat), the other downloaders' opens and the one-shot reads of the
+// first window's parts all go out at once (every stream the open made was
+// open at the same time), and the object's bytes are sent once.
+func TestZonalOpenAndFirstReadOneRoundTrip(t *testing.T) {
+	srv, fsys, objs := openReadRigOn(t, true)
+	a, err := fsys.Open("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readAllSum(t, a) != sha256.Sum256(objs["a"]) {
+		t.Fatal("a: bytes differ")
+	}
+	a.Close()
+
+	srv.GRPC.ResetStats()
+	b, err := fsys.OpenContext(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	first := make([]byte, 64<<10)
+	if _, err := io.ReadFull(b, first); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.GRPC.Stats(); st.Streams < 2 || st.MaxActiveStreams != st.Streams {
+		t.Fatalf("open + first read: %d streams, at most %d at once; want them all at once", st.Streams, st.MaxActiveStreams)
+	}
+	h := sha256.New()
+	h.Write(first)
+	if _, err := io.Copy(h, struct{ io.Reader }{b}); err != nil {
+		t.Fatal(err)
+	}
+	if [32]byte(h.Sum(nil)) != sha256.Sum256(objs["b"]) {
+		t.Fatal("b: bytes differ")
+	}
+	if st := srv.GRPC.Stats(); st.Bytes != int64(len(objs["b"])) {
+		t.Fatalf("the server sent %d bytes for a %d-byte object", st.Bytes, len(objs["b"]))
+	}
+}
+
+// A one-shot read of the first window whose data fails its checksum is
+// never read from: the gRPC reader hands out a message's bytes before it
+// checks them, so the window's parts become readable only once their read
+// ended cleanly, and the bytes of the bad part are fetched again.
+func TestZonalFirstWindowCorruptPartRefetched(t *testing.T) {
+	srv, fsys, objs := openReadRigOn(t, true)
+	a, err := fsys.Open("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAllSum(t, a)
+	a.Close()
+	srv.GRPC.ResetStats()
+	srv.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultCorrupt, Object: "b", AfterBytes: 1000, Times: 1})
+	b, err := fsys.Open("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if readAllSum(t, b) != sha256.Sum256(objs["b"]) {
+		t.Fatal("b: bytes differ")
+	}
+	if n := srv.GRPC.Stats().Faults[testserver.FaultCorrupt]; n != 1 {
+		t.Fatalf("%d corrupt chunks injected, want 1", n)
+	}
 }
 
 // readAllSum reads f to the end in 64 KiB Reads and returns the sha256.

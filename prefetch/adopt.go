@@ -31,6 +31,11 @@ func (e *Engine) Adopt(off, n int64, body Body, stall time.Duration) bool {
 type AdoptedPart struct {
 	Off, N int64
 	Body   Body
+	// CommitAtEnd makes the part's bytes readable only once its body has
+	// ended cleanly, all at once, not as they arrive: for a body that
+	// checks a checksum after handing out the bytes it covers (a gRPC
+	// read checks each message's once the message is read).
+	CommitAtEnd bool
 }
 
 // AdoptParts makes the range the parts cover, which must follow each other
@@ -79,7 +84,7 @@ func (e *Engine) AdoptParts(parts []AdoptedPart, stall time.Duration) bool {
 		go func() {
 			defer e.bg.Done()
 			defer c.users.Done()
-			fill(ctx, c, from, pt.N, pt.Body, stall)
+			fill(ctx, c, from, pt, stall)
 		}()
 	}
 	return true
@@ -104,9 +109,12 @@ func adoptable(parts []AdoptedPart, size int64) bool {
 	return bodies > 0
 }
 
-// fill copies body into the chunk's bytes [from, from+n), committing as it
-// goes; what does not arrive fails with errDropped, so readers fetch it.
-func fill(ctx context.Context, c *chunk, from, n int64, body Body, stall time.Duration) {
+// fill copies the part's body into its bytes of the chunk, which start at
+// from, committing as it goes (or, with CommitAtEnd, once the body ended
+// cleanly); what does not arrive fails with errDropped, so readers fetch
+// it.
+func fill(ctx context.Context, c *chunk, from int64, pt AdoptedPart, stall time.Duration) {
+	body, n := pt.Body, pt.N
 	defer body.Close()
 	stop := context.AfterFunc(ctx, body.Abort) // a Read in flight returns
 	defer stop()
@@ -116,21 +124,38 @@ func fill(ctx context.Context, c *chunk, from, n int64, body Body, stall time.Du
 		defer timer.Stop()
 	}
 	p := c.buf.Bytes()[from : from+n]
-	var pos int64
-	for pos < n {
-		k, err := body.Read(p[pos:min(n, pos+adoptStep)])
+	var pos, committed int64
+	var err error
+	for pos < n && err == nil {
+		var k int
+		k, err = body.Read(p[pos:min(n, pos+adoptStep)])
 		if k > 0 {
-			c.buf.Commit(from+pos, int64(k))
 			pos += int64(k)
 			if timer != nil {
 				timer.Reset(stall)
 			}
 		}
-		if err != nil {
-			break
+		if !pt.CommitAtEnd && pos > committed {
+			c.buf.Commit(from+committed, pos-committed)
+			committed = pos
 		}
 	}
-	if pos < n {
-		c.buf.Fail(from+pos, n-pos, errDropped)
+	if pt.CommitAtEnd && pos == n && cleanEnd(body, err) {
+		c.buf.Commit(from, n)
+		committed = n
 	}
+	if committed < n {
+		c.buf.Fail(from+committed, n-committed, errDropped)
+	}
+}
+
+// cleanEnd reports whether a body that delivered all its bytes, the last
+// Read returning err, ended without error: a checksum is checked at the
+// end of what it covers, so the body is read to io.EOF.
+func cleanEnd(body Body, err error) bool {
+	if err == nil {
+		var one [1]byte
+		_, err = body.Read(one[:])
+	}
+	return err == io.EOF
 }
