@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zonalread/zonalread/internal/byterange"
@@ -29,6 +30,9 @@ type File struct {
 	cancel context.CancelFunc
 	seq    chan struct{} // one slot: serializes Read, Seek and WriteTo
 	start  fileStart     // tells the FS how the first read began
+	// openRequests is the ranged requests the open made (its first
+	// window's parts).
+	openRequests atomic.Int64
 
 	mu     sync.Mutex // guards off and closed; never held across I/O
 	off    int64
@@ -184,7 +188,7 @@ func (fl *File) Stats() Stats {
 	e, p := fl.engine.Stats(), fl.pool.Stats()
 	return Stats{
 		Asked: e.Asked, Fetched: e.Fetched, Prefetched: e.Prefetched, Served: e.Served,
-		Wasted: e.Wasted, Requests: p.Ranges, Waits: e.Waits,
+		Wasted: e.Wasted, Requests: p.Ranges + fl.openRequests.Load(), Waits: e.Waits,
 		Downloaders: p.Opened, Replaced: p.Replaced, Retries: p.Retries,
 	}
 }

@@ -286,7 +286,7 @@ type Stats struct {
 	Prefetched   int64 // of Fetched, bytes fetched ahead of the reads
 	Served       int64 // bytes served from prefetched data
 	Wasted       int64 // prefetched bytes dropped unread
-	Requests     int64 // ranged requests issued
+	Requests     int64 // ranged requests issued (an open's first-window parts included)
 	Waits        int64 // reads that waited for prefetched bytes in flight
 	Downloaders  int64 // downloaders opened
 	Replaced     int64 // broken downloaders replaced

@@ -93,6 +93,7 @@ func (f *FS) openReading(ctx context.Context, name string, poolOpts *mrdpool.Opt
 		closeGot(got)
 		return nil, true, err
 	}
+	file.openRequests.Store(int64(len(parts)))
 	adopt := f.sameObject(got, parts, info)
 	if !file.engine.AdoptParts(adopt, f.opts.StallTimeout) {
 		closeParts(adopt)

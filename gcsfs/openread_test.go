@@ -168,8 +168,12 @@ func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
 	if [32]byte(h.Sum(nil)) != sha256.Sum256(objs["b"]) {
 		t.Fatal("b: bytes differ")
 	}
-	if st := srv.HTTP.Stats(); st.Bytes != int64(len(objs["b"])) {
+	st = srv.HTTP.Stats()
+	if st.Bytes != int64(len(objs["b"])) {
 		t.Fatalf("the server sent %d bytes for a %d-byte object", st.Bytes, len(objs["b"]))
+	}
+	if got := b.Stats().Requests; got != st.Requests {
+		t.Fatalf("File.Stats counts %d requests, the server saw %d", got, st.Requests)
 	}
 
 	// A missing object still fails at Open, with fs.ErrNotExist.

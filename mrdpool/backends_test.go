@@ -382,3 +382,46 @@ func TestBackendStallReplacesDownloader(t *testing.T) {
 		checkRange(t, r, p, 0, 1<<20)
 	})
 }
+
+// ReadAtProgress reports a range's bytes as they land on the range-reader
+// backend (its bytes are final once written), each report a prefix that
+// already holds the object's bytes; on the MRD backend, which checks a
+// checksum after writing, it reports nothing before the range ends.
+func TestReadAtProgress(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend, r *rig) {
+		p := mrdpool.New(b.make(r), nil)
+		defer p.Close()
+		const off = 17
+		buf := make([]byte, 4<<20)
+		var reports, partial int
+		var last int64
+		_, err := p.ReadAtProgress(context.Background(), buf, off, func(k int64) {
+			reports++
+			if k <= last || k > int64(len(buf)) {
+				t.Errorf("progress %d after %d", k, last)
+				return
+			}
+			if k < int64(len(buf)) {
+				partial++
+			}
+			if !bytes.Equal(buf[last:k], r.data[off+last:off+k]) {
+				t.Errorf("progress %d: the reported bytes [%d, %d) differ from the object's", k, last, k)
+			}
+			last = k
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testkit.SameBytes(t, "ReadAtProgress", buf, r.data[off:off+len(buf)])
+		switch b.name {
+		case "MRD":
+			if reports != 0 {
+				t.Fatalf("%d progress reports from a backend that checks checksums after writing", reports)
+			}
+		default:
+			if partial == 0 {
+				t.Fatalf("%d reports, none before the range completed", reports)
+			}
+		}
+	})
+}

@@ -55,6 +55,10 @@ func (b *BlobBackend) WithRetry(opts ...storage.RetryOption) *BlobBackend {
 // Shareable implements Backend: a range reader carries one range at a time.
 func (b *BlobBackend) Shareable() bool { return false }
 
+// writesFinal: ranged HTTP reads carry no checksum, so bytes written are
+// never written again (finalWrites).
+func (b *BlobBackend) writesFinal() {}
+
 // Open implements Backend.
 func (b *BlobBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 	b.mu.Lock()

@@ -32,6 +32,31 @@ var ErrChecksum = errors.New("mrdpool: checksum mismatch")
 // If ctx ends, ReadAt returns ctx.Err() at once and p is written no more,
 // although the downloader may still be fetching the range.
 func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
+	return p.readAt(ctx, b, off, nil)
+}
+
+// ReadAtProgress is ReadAt that also reports, while the range is in
+// flight, how much of b holds final bytes: progress(k) means b[:k] holds
+// the object's bytes and will not be written again. It is called with a
+// growing k from the downloader's goroutine, never after ReadAtProgress
+// returns, and only on backends whose bytes are final once written
+// (BlobBackend; a multi-range downloader checks a checksum after it has
+// written the bytes it covers, so its ranges report nothing before they
+// end). prefetch.Engine uses it to let reads at a window's start go on
+// before the window's parts are complete.
+func (p *Pool) ReadAtProgress(ctx context.Context, b []byte, off int64, progress func(k int64)) (int, error) {
+	if _, ok := p.backend.(finalWrites); !ok {
+		progress = nil
+	}
+	return p.readAt(ctx, b, off, progress)
+}
+
+// finalWrites is a Backend whose downloaders write only final bytes: no
+// checksum is checked after they are written, so a retry never writes them
+// again (ranged HTTP reads carry none).
+type finalWrites interface{ writesFinal() }
+
+func (p *Pool) readAt(ctx context.Context, b []byte, off int64, progress func(int64)) (int, error) {
 	n := int64(len(b))
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrRange, off)
@@ -54,7 +79,12 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 	lastProgress := time.Now()
 	var done int64 // valid prefix of b
 	for attempt := 0; ; attempt++ {
-		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress)
+		var report func(int64)
+		if progress != nil {
+			base := done
+			report = func(k int64) { progress(base + k) }
+		}
+		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, report)
 		if err == nil && got == n-done {
 			p.bytes.Add(n - done)
 			return len(b), nil
@@ -98,18 +128,20 @@ func (p *Pool) giveUp(off int64, attempt int, err error) {
 	}
 }
 
-// readOnce adds one range for b at off and waits for it: until it ends, ctx
+// readOnce adds one range for b at off and waits for it (telling report,
+// when set, of the bytes as they land): until it ends, ctx
 // ends, its downloader is dropped, or no byte has arrived for the stall
 // timeout since the read's last progress at since (then the downloader is
 // replaced); getting a downloader is bounded by the same instant. It
 // returns how many bytes landed in b, in order from its start, and when
 // the last of them arrived.
-func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time) (int64, time.Time, error) {
+func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, report func(int64)) (int64, time.Time, error) {
 	held, err := p.acquireBy(ctx, since)
 	if err != nil {
 		return 0, since, err
 	}
 	w := newSliceWriter(b, since, &held.e.progress, &p.progress)
+	w.report = report
 	start := time.Now()
 	ret := func(err error) (int64, time.Time, error) {
 		if err == nil && p.opts.Observe != nil {
@@ -249,6 +281,10 @@ type sliceWriter struct {
 	first      atomic.Int64  // unix nanos of the first byte; 0 before it
 	downloader *atomic.Int64 // the downloader's last byte to any range
 	pool       *atomic.Int64 // the pool's last byte to any range
+
+	// report, when set, is told the length of the slice's prefix written
+	// so far, under mu, each time it grows, and never once detached.
+	report func(n int64)
 }
 
 // newSliceWriter returns a writer into b whose last progress is since.
@@ -291,6 +327,9 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.n += k
 	if k > 0 {
 		w.progressed()
+		if w.report != nil {
+			w.report(int64(w.n))
+		}
 	}
 	if k < len(p) {
 		return k, errOverflow
@@ -348,6 +387,9 @@ func (w *sliceWriter) ReadFrom(r io.Reader) (int64, error) {
 		w.mu.Lock()
 		w.n += k
 		w.reading = nil
+		if k > 0 && w.report != nil && !w.detached {
+			w.report(int64(w.n))
+		}
 		w.mu.Unlock()
 		close(reading)
 		if k > 0 {

@@ -78,6 +78,7 @@ func (e *Engine) AdoptParts(parts []AdoptedPart, stall time.Duration) bool {
 			continue
 		}
 		e.requests.Add(1)
+		e.adopted.Add(1)
 		e.fetched.Add(pt.N)
 		c.users.Add(1)
 		e.bg.Add(1)

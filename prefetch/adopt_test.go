@@ -2,11 +2,14 @@ package prefetch
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zonalread/zonalread/internal/testkit"
 )
 
 // bytesBody is a response body over data that, after its bytes, ends with
@@ -106,4 +109,72 @@ func TestAdoptPartsRefuses(t *testing.T) {
 	if b.closed.Load() {
 		t.Fatal("a refused body was closed")
 	}
+}
+
+// halfFetcher delivers the first half of every range at once, reports it,
+// and the rest only when gate closes: a ProgressFetcher in mid-flight.
+type halfFetcher struct {
+	*memFetcher
+	gate chan struct{}
+}
+
+// ReadAt, which cannot report, holds a whole range past offset 0 until
+// gate closes.
+func (h *halfFetcher) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off == 0 {
+		return h.memFetcher.ReadAt(ctx, p, off)
+	}
+	return h.ReadAtProgress(ctx, p, off, func(int64) {})
+}
+
+func (h *halfFetcher) ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(int64)) (int, error) {
+	half := len(p) / 2
+	copy(p[:half], h.data[off:])
+	progress(int64(half))
+	select {
+	case <-h.gate:
+	case <-ctx.Done():
+		return half, ctx.Err()
+	}
+	copy(p[half:], h.data[off+int64(half):])
+	return len(p), nil
+}
+
+// A read of bytes a ProgressFetcher reported lands at once, while the rest
+// of their part is still in flight.
+func TestProgressFetcherServesBytesAsTheyLand(t *testing.T) {
+	h := &halfFetcher{memFetcher: newMem(8 * MiB), gate: make(chan struct{})}
+	e := New(h, int64(len(h.data)), &Options{StartAtZero: true, BlockSize: 2 * MiB, FirstWindow: 2 * MiB, MaxPrefetch: 2 * MiB, Concurrency: 1, MinPartSize: 2 * MiB})
+	defer e.Close()
+	// A Read at 0 (fetched directly) starts the window [512 KiB,
+	// 2.5 MiB), one part, whose first half is reported at once; the gate
+	// holds the rest.
+	p := make([]byte, 512<<10)
+	if _, err := e.Read(context.Background(), p, 0); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := e.Read(context.Background(), p, 512<<10)
+		read <- err
+	}()
+	var err error
+	testkit.WaitFor(t, "the read of reported bytes", func() bool {
+		select {
+		case err = <-read:
+			return true
+		default:
+			return false
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p, h.data[512<<10:1<<20]) {
+		t.Fatal("bytes differ")
+	}
+	if st := e.Stats(); st.Served == 0 {
+		t.Fatalf("stats %+v: the read was not served from the window in flight", st)
+	}
+	close(h.gate)
 }

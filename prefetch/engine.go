@@ -45,6 +45,16 @@ type Fetcher interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 }
 
+// ProgressFetcher is a Fetcher that can tell, while a range is in flight,
+// how much of it has landed for good. mrdpool.Pool is one.
+type ProgressFetcher interface {
+	Fetcher
+	// ReadAtProgress is ReadAt that calls progress(k) when p[:k] holds
+	// final bytes (never written again), with a growing k, never after it
+	// returns. A fetcher that cannot tell calls it never.
+	ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(k int64)) (int, error)
+}
+
 // The defaults of Options, applied by its normalize method.
 const (
 	// DefaultBlockSize is the default Options.BlockSize.
@@ -117,7 +127,8 @@ type Stats struct {
 	Prefetched int64 // of Fetched, bytes fetched ahead of the reads
 	Served     int64 // bytes of reads served from prefetched data
 	Wasted     int64 // prefetched bytes dropped without being read
-	Requests   int64 // calls to the Fetcher
+	Requests   int64 // calls to the Fetcher, and bodies adopted
+	Adopted    int64 // of Requests, bodies adopted (AdoptParts): requests the caller made
 	Waits      int64 // reads that waited for prefetched bytes still in flight
 }
 
@@ -137,7 +148,7 @@ type Engine struct {
 	chunks []*chunk // prefetched ranges, sorted, disjoint
 	closed bool
 
-	asked, fetched, prefetched, served, wasted, requests, waits atomic.Int64
+	asked, fetched, prefetched, served, wasted, requests, adopted, waits atomic.Int64
 }
 
 // chunk is one prefetched range [off, off+buf.Len()).
@@ -176,7 +187,7 @@ func (e *Engine) Size() int64 { return e.size }
 func (e *Engine) Stats() Stats {
 	return Stats{
 		Asked: e.asked.Load(), Fetched: e.fetched.Load(), Prefetched: e.prefetched.Load(),
-		Served: e.served.Load(), Wasted: e.wasted.Load(), Requests: e.requests.Load(), Waits: e.waits.Load(),
+		Served: e.served.Load(), Wasted: e.wasted.Load(), Requests: e.requests.Load(), Adopted: e.adopted.Load(), Waits: e.waits.Load(),
 	}
 }
 
@@ -344,21 +355,37 @@ func (e *Engine) topUpLocked(end, window int64) {
 	}
 }
 
-// fetchPart fetches [c.off+off, +n) into the chunk and publishes it.
+// fetchPart fetches [c.off+off, +n) into the chunk and publishes it: as
+// its bytes land when the Fetcher can tell (a read at the part's start
+// then waits for its own bytes, not the whole part), else when it ends.
 func (e *Engine) fetchPart(ctx context.Context, c *chunk, off, n int64) {
 	e.requests.Add(1)
 	e.fetched.Add(n)
-	got, err := e.f.ReadAt(ctx, c.buf.Bytes()[off:off+n], c.off+off)
-	if err != nil {
-		if ctx.Err() != nil {
-			err = errDropped
+	dst := c.buf.Bytes()[off : off+n]
+	var committed int64 // only the fetch's goroutines touch it, in turn
+	commit := func(k int64) {
+		if k > committed {
+			c.buf.Commit(off+committed, k-committed)
+			committed = k
 		}
-		// The valid prefix still serves the reads that need only it.
-		c.buf.Commit(off, int64(got))
-		c.buf.Fail(off+int64(got), n-int64(got), err)
+	}
+	var got int
+	var err error
+	if pf, ok := e.f.(ProgressFetcher); ok {
+		got, err = pf.ReadAtProgress(ctx, dst, c.off+off, commit)
+	} else {
+		got, err = e.f.ReadAt(ctx, dst, c.off+off)
+	}
+	if err == nil {
+		commit(n)
 		return
 	}
-	c.buf.Commit(off, n)
+	if ctx.Err() != nil {
+		err = errDropped
+	}
+	// The valid prefix still serves the reads that need only it.
+	commit(int64(got))
+	c.buf.Fail(off+committed, n-committed, err)
 }
 
 // dropLocked removes a chunk: its fetches are cancelled and its buffer goes
