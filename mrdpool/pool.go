@@ -120,6 +120,14 @@ type Options struct {
 	// bandwidth-delay product). It is called on the reading goroutine and
 	// must be quick.
 	Observe func(ttfb time.Duration, n int64, transfer time.Duration)
+	// HedgeDelay, when set, turns hedging on for ReadAtHedged: it is
+	// asked once per read how long the read may go without its first byte
+	// before a second request for it is issued (the caller's estimate of
+	// the link's p95 time to first byte), and says false when the read
+	// must not be hedged (the estimate is not ready yet). It is called on
+	// the reading goroutine and must be quick. nil means ReadAtHedged is
+	// ReadAt.
+	HedgeDelay func() (time.Duration, bool)
 }
 
 func (o *Options) normalize() Options {
@@ -143,6 +151,10 @@ type Stats struct {
 	Ranges   int64 // ranges added to downloaders
 	Retries  int64 // ranges resumed after a transient error
 	Bytes    int64 // bytes delivered by ReadAt
+	// Hedges counts second requests issued by ReadAtHedged for a read
+	// whose first byte was late; HedgeWins, those of them that answered
+	// first (the first request was then cancelled).
+	Hedges, HedgeWins int64
 }
 
 // Pool is a lazily opened, lock-guarded pool of downloaders for one object.
@@ -165,6 +177,7 @@ type Pool struct {
 	changed   chan struct{}
 
 	opened, replaced, shared, waits, ranges, retries, bytes atomic.Int64
+	hedges, hedgeWins                                       atomic.Int64
 	progress                                                atomic.Int64 // unix nanos of the last byte any range got
 }
 
@@ -201,6 +214,7 @@ func (p *Pool) Stats() Stats {
 	return Stats{
 		Opened: p.opened.Load(), Replaced: p.replaced.Load(), Shared: p.shared.Load(),
 		Waits: p.waits.Load(), Ranges: p.ranges.Load(), Retries: p.retries.Load(), Bytes: p.bytes.Load(),
+		Hedges: p.hedges.Load(), HedgeWins: p.hedgeWins.Load(),
 	}
 }
 

@@ -32,6 +32,12 @@ var ErrChecksum = errors.New("mrdpool: checksum mismatch")
 // If ctx ends, ReadAt returns ctx.Err() at once and p is written no more,
 // although the downloader may still be fetching the range.
 func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
+	return p.readAt(ctx, b, off, nil)
+}
+
+// readAt is ReadAt; firstByte, when set, is called once the first byte of
+// the read has landed in b (from any goroutine; it must be quick).
+func (p *Pool) readAt(ctx context.Context, b []byte, off int64, firstByte func()) (int, error) {
 	n := int64(len(b))
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrRange, off)
@@ -54,7 +60,7 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 	lastProgress := time.Now()
 	var done int64 // valid prefix of b
 	for attempt := 0; ; attempt++ {
-		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress)
+		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, firstByte)
 		if err == nil && got == n-done {
 			p.bytes.Add(n - done)
 			return len(b), nil
@@ -103,13 +109,15 @@ func (p *Pool) giveUp(off int64, attempt int, err error) {
 // timeout since the read's last progress at since (then the downloader is
 // replaced); getting a downloader is bounded by the same instant. It
 // returns how many bytes landed in b, in order from its start, and when
-// the last of them arrived.
-func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time) (int64, time.Time, error) {
+// the last of them arrived. firstByte, when set, is called at its first
+// byte.
+func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, firstByte func()) (int64, time.Time, error) {
 	held, err := p.acquireBy(ctx, since)
 	if err != nil {
 		return 0, since, err
 	}
 	w := newSliceWriter(b, since, &held.e.progress, &p.progress)
+	w.firstByte = firstByte
 	start := time.Now()
 	ret := func(err error) (int64, time.Time, error) {
 		if err == nil && p.opts.Observe != nil {
@@ -249,6 +257,7 @@ type sliceWriter struct {
 	first      atomic.Int64  // unix nanos of the first byte; 0 before it
 	downloader *atomic.Int64 // the downloader's last byte to any range
 	pool       *atomic.Int64 // the pool's last byte to any range
+	firstByte  func()        // nil, or called at the first byte
 }
 
 // newSliceWriter returns a writer into b whose last progress is since.
@@ -263,7 +272,9 @@ func newSliceWriter(b []byte, since time.Time, downloader, pool *atomic.Int64) *
 func (w *sliceWriter) progressed() {
 	now := time.Now().UnixNano()
 	w.last.Store(now)
-	w.first.CompareAndSwap(0, now)
+	if w.first.CompareAndSwap(0, now) && w.firstByte != nil {
+		w.firstByte()
+	}
 	if w.downloader != nil {
 		w.downloader.Store(now)
 		w.pool.Store(now)
