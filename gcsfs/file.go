@@ -95,6 +95,10 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 		StallTimeout: f.opts.StallTimeout, Logger: f.opts.Logger, Object: name,
 		Observe: f.link.observe,
 	}
+	if f.opts.Hedge {
+		q := f.opts.HedgeQuantile
+		poolOpts.HedgeDelay = func() (time.Duration, bool) { return f.link.hedgeDelay(q) }
+	}
 	if f.zonal {
 		// The first multi-range downloader's open returns the object's
 		// size and generation: it is the stat, and the first read then
@@ -177,9 +181,10 @@ func (fl *File) Stat() (fs.FileInfo, error) {
 func (fl *File) Stats() Stats {
 	e, p := fl.engine.Stats(), fl.pool.Stats()
 	return Stats{
-		Asked: e.Asked, Fetched: e.Fetched, Prefetched: e.Prefetched, Served: e.Served,
+		Asked: e.Asked, Fetched: e.Fetched + p.HedgeBytes, Prefetched: e.Prefetched, Served: e.Served,
 		Wasted: e.Wasted, Requests: p.Ranges, Waits: e.Waits,
 		Downloaders: p.Opened, Replaced: p.Replaced, Retries: p.Retries,
+		Hedges: p.Hedges, HedgeWins: p.HedgeWins,
 	}
 }
 

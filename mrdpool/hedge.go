@@ -28,11 +28,11 @@ func (p *Pool) ReadAtHedged(ctx context.Context, b []byte, off int64) (int, erro
 	if p.opts.HedgeDelay == nil || len(b) == 0 {
 		return p.ReadAt(ctx, b, off)
 	}
-	delay, ok := p.opts.HedgeDelay()
-	if !ok {
-		return p.ReadAt(ctx, b, off)
-	}
 	first := p.startAttempt(ctx, b, off)
+	delay, ok := p.opts.HedgeDelay() // the first request is on its way
+	if !ok {
+		return first.wait()
+	}
 	timer := time.NewTimer(delay)
 	select {
 	case <-first.firstByte:
@@ -44,6 +44,7 @@ func (p *Pool) ReadAtHedged(ctx context.Context, b []byte, off int64) (int, erro
 	case <-timer.C:
 	}
 	p.hedges.Add(1)
+	p.hedgeBytes.Add(int64(len(b)))
 	second := p.startAttempt(ctx, make([]byte, len(b)), off)
 	winner, loser := race(first, second)
 	loser.cancel()

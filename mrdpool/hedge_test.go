@@ -27,7 +27,12 @@ const forever = math.MaxInt
 func TestHedgeTakesTheFasterRequest(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend, r *rig) {
 		ep := b.ep(r)
-		p := mrdpool.New(b.make(r), &mrdpool.Options{HedgeDelay: hedgeAfter(time.Millisecond)})
+		// Only ReadAtHedged asks HedgeDelay: the hedge starts once the
+		// first request is at the server, so the first is the slow one.
+		p := mrdpool.New(b.make(r), &mrdpool.Options{HedgeDelay: func() (time.Duration, bool) {
+			testkit.WaitFor(t, "the first request to be slowed", func() bool { return ep.Stats().Slowed == 1 })
+			return 0, true
+		}})
 		defer p.Close()
 		const n = 4 << 10
 		ep.SetShape(testserver.Shape{Latency: time.Millisecond, SlowEvery: 2, SlowFactor: forever})
@@ -39,7 +44,7 @@ func TestHedgeTakesTheFasterRequest(t *testing.T) {
 			t.Fatalf("ReadAtHedged = %d, %v", got, err)
 		}
 		testkit.SameBytes(t, "hedged read", buf, r.data[off:off+n])
-		if s := p.Stats(); s.Hedges != 1 || s.HedgeWins != 1 {
+		if s := p.Stats(); s.Hedges != 1 || s.HedgeWins != 1 || s.HedgeBytes != n {
 			t.Errorf("pool stats %+v, want 1 hedge that won", s)
 		}
 		if b.name == "RangeReader" {

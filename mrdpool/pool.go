@@ -121,12 +121,12 @@ type Options struct {
 	// must be quick.
 	Observe func(ttfb time.Duration, n int64, transfer time.Duration)
 	// HedgeDelay, when set, turns hedging on for ReadAtHedged: it is
-	// asked once per read how long the read may go without its first byte
-	// before a second request for it is issued (the caller's estimate of
-	// the link's p95 time to first byte), and says false when the read
-	// must not be hedged (the estimate is not ready yet). It is called on
-	// the reading goroutine and must be quick. nil means ReadAtHedged is
-	// ReadAt.
+	// asked once per read, once the read's first request has started, how
+	// long the read may go without its first byte before a second request
+	// for it is issued (the caller's estimate of the link's p95 time to
+	// first byte), and says false when the read must not be hedged (the
+	// estimate is not ready yet). It is called on the reading goroutine
+	// and must be quick. nil means ReadAtHedged is ReadAt.
 	HedgeDelay func() (time.Duration, bool)
 }
 
@@ -153,8 +153,10 @@ type Stats struct {
 	Bytes    int64 // bytes delivered by ReadAt
 	// Hedges counts second requests issued by ReadAtHedged for a read
 	// whose first byte was late; HedgeWins, those of them that answered
-	// first (the first request was then cancelled).
-	Hedges, HedgeWins int64
+	// first (the first request was then cancelled); HedgeBytes, the bytes
+	// they asked for (asked twice: the server sends the loser's bytes up to
+	// its cancellation).
+	Hedges, HedgeWins, HedgeBytes int64
 }
 
 // Pool is a lazily opened, lock-guarded pool of downloaders for one object.
@@ -177,7 +179,7 @@ type Pool struct {
 	changed   chan struct{}
 
 	opened, replaced, shared, waits, ranges, retries, bytes atomic.Int64
-	hedges, hedgeWins                                       atomic.Int64
+	hedges, hedgeWins, hedgeBytes                           atomic.Int64
 	progress                                                atomic.Int64 // unix nanos of the last byte any range got
 }
 
@@ -214,7 +216,7 @@ func (p *Pool) Stats() Stats {
 	return Stats{
 		Opened: p.opened.Load(), Replaced: p.replaced.Load(), Shared: p.shared.Load(),
 		Waits: p.waits.Load(), Ranges: p.ranges.Load(), Retries: p.retries.Load(), Bytes: p.bytes.Load(),
-		Hedges: p.hedges.Load(), HedgeWins: p.hedgeWins.Load(),
+		Hedges: p.hedges.Load(), HedgeWins: p.hedgeWins.Load(), HedgeBytes: p.hedgeBytes.Load(),
 	}
 }
 
