@@ -47,6 +47,11 @@ func TestHedgeTakesTheFasterRequest(t *testing.T) {
 		if s := p.Stats(); s.Hedges != 1 || s.HedgeWins != 1 || s.HedgeBytes != n {
 			t.Errorf("pool stats %+v, want 1 hedge that won", s)
 		}
+		// A multi-range downloader's hedge shares the open stream rather
+		// than wait for a new one; a range reader's needs its own.
+		if s, want := p.Stats(), map[string]int64{"MRD": 1, "RangeReader": 2}[b.name]; s.Opened != want {
+			t.Errorf("%d downloaders opened, want %d", s.Opened, want)
+		}
 		if b.name == "RangeReader" {
 			testkit.WaitFor(t, "the slow request to end", func() bool { return ep.Stats().InFlight == 0 })
 		}

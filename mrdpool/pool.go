@@ -283,7 +283,11 @@ func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
 // round-robin if the backend can share, else the next one released. It
 // returns ctx.Err() if ctx ends first and an error wrapping fs.ErrClosed
 // after Close.
-func (p *Pool) acquire(ctx context.Context) (*lease, error) {
+func (p *Pool) acquire(ctx context.Context) (*lease, error) { return p.acquireFor(ctx, false) }
+
+// acquireFor is acquire; with share, a shareable backend's busy downloader
+// is shared before a new one is opened.
+func (p *Pool) acquireFor(ctx context.Context, share bool) (*lease, error) {
 	waited := false
 	for {
 		p.mu.Lock()
@@ -308,23 +312,25 @@ func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 		// The first open is serialized: while it runs, nobody else opens,
 		// so two concurrent first callers open one downloader.
 		firstInFlight := len(p.all) == 0 && p.opening > 0
+		canShare := !firstInFlight && p.backend.Shareable()
+		if canShare && share {
+			if l := p.shareLocked(); l != nil {
+				p.mu.Unlock()
+				p.closeBroken(broken)
+				return l, nil
+			}
+		}
 		if !firstInFlight && len(p.all)+p.opening < p.opts.PoolSize {
 			p.opening++
 			p.mu.Unlock()
 			p.closeBroken(broken)
 			return p.open(ctx)
 		}
-		if !firstInFlight && p.backend.Shareable() {
-			for range len(p.all) {
-				e := p.all[p.rr%len(p.all)]
-				p.rr++
-				if !e.broken() {
-					e.users++
-					p.mu.Unlock()
-					p.closeBroken(broken)
-					p.shared.Add(1)
-					return &lease{p: p, e: e}, nil
-				}
+		if canShare {
+			if l := p.shareLocked(); l != nil {
+				p.mu.Unlock()
+				p.closeBroken(broken)
+				return l, nil
 			}
 		}
 		ch := p.changed
@@ -340,6 +346,21 @@ func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// shareLocked leases a healthy open downloader, round-robin, to a sharer,
+// or returns nil when there is none.
+func (p *Pool) shareLocked() *lease {
+	for range len(p.all) {
+		e := p.all[p.rr%len(p.all)]
+		p.rr++
+		if !e.broken() {
+			e.users++
+			p.shared.Add(1)
+			return &lease{p: p, e: e}
+		}
+	}
+	return nil
 }
 
 // open opens a downloader for a caller counted in p.opening. The open is

@@ -32,12 +32,21 @@ var ErrChecksum = errors.New("mrdpool: checksum mismatch")
 // If ctx ends, ReadAt returns ctx.Err() at once and p is written no more,
 // although the downloader may still be fetching the range.
 func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
-	return p.readAt(ctx, b, off, nil)
+	return p.readAt(ctx, b, off, readOpts{})
 }
 
-// readAt is ReadAt; firstByte, when set, is called once the first byte of
-// the read has landed in b (from any goroutine; it must be quick).
-func (p *Pool) readAt(ctx context.Context, b []byte, off int64, firstByte func()) (int, error) {
+// readOpts are how one request of a hedged read differs from ReadAt.
+type readOpts struct {
+	// firstByte, when set, is called once the first byte of the read has
+	// landed in b (from any goroutine; it must be quick).
+	firstByte func()
+	// share makes the read share a busy downloader of a shareable backend
+	// rather than open one: a hedge must not wait an open's round trip.
+	share bool
+}
+
+// readAt is ReadAt with ro.
+func (p *Pool) readAt(ctx context.Context, b []byte, off int64, ro readOpts) (int, error) {
 	n := int64(len(b))
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrRange, off)
@@ -60,7 +69,7 @@ func (p *Pool) readAt(ctx context.Context, b []byte, off int64, firstByte func()
 	lastProgress := time.Now()
 	var done int64 // valid prefix of b
 	for attempt := 0; ; attempt++ {
-		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, firstByte)
+		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, ro)
 		if err == nil && got == n-done {
 			p.bytes.Add(n - done)
 			return len(b), nil
@@ -109,15 +118,14 @@ func (p *Pool) giveUp(off int64, attempt int, err error) {
 // timeout since the read's last progress at since (then the downloader is
 // replaced); getting a downloader is bounded by the same instant. It
 // returns how many bytes landed in b, in order from its start, and when
-// the last of them arrived. firstByte, when set, is called at its first
-// byte.
-func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, firstByte func()) (int64, time.Time, error) {
-	held, err := p.acquireBy(ctx, since)
+// the last of them arrived.
+func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, ro readOpts) (int64, time.Time, error) {
+	held, err := p.acquireBy(ctx, since, ro.share)
 	if err != nil {
 		return 0, since, err
 	}
 	w := newSliceWriter(b, since, &held.e.progress, &p.progress)
-	w.firstByte = firstByte
+	w.firstByte = ro.firstByte
 	start := time.Now()
 	ret := func(err error) (int64, time.Time, error) {
 		if err == nil && p.opts.Observe != nil {
@@ -168,10 +176,10 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 // acquireBy is acquire bounded by the stall timeout counted from since, or
 // from the pool's last progress when later: waiting for a busy pool whose
 // downloaders deliver bytes is not a stall, waiting on a dead server is.
-func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*lease, error) {
+func (p *Pool) acquireBy(ctx context.Context, since time.Time, share bool) (*lease, error) {
 	stall := p.opts.StallTimeout
 	if stall <= 0 {
-		return p.acquire(ctx)
+		return p.acquireFor(ctx, share)
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -190,7 +198,7 @@ func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*lease, error) {
 	})
 	mu.Unlock()
 	defer t.Stop()
-	l, err := p.acquire(actx)
+	l, err := p.acquireFor(actx, share)
 	return l, WrapStalled(actx, err, "get a downloader for "+p.opts.Object)
 }
 
