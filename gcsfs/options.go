@@ -171,7 +171,9 @@ type Options struct {
 	// Prefetch windows, ReadFile, WriteTo and ReadRanges are never hedged:
 	// a window is fetched ahead of the reader, and hedging a large range
 	// could double its bytes. Stats.Hedges counts the second requests and
-	// Stats.Fetched their bytes.
+	// Stats.Fetched their bytes. The times to first byte are those of every
+	// request of the FS, prefetch parts included: parts queued behind a
+	// busy link raise the quantile, and hedges get rarer while it is busy.
 	//
 	// It is off by default because a quantile fires on every link: at the
 	// p95 about 1 random read in 20 sends a second request even where no
