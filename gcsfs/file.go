@@ -98,6 +98,10 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 		StallTimeout: f.opts.StallTimeout, Logger: f.opts.Logger, Object: name,
 		Observe: f.link.observe,
 	}
+	if f.opts.Hedge {
+		q := f.opts.HedgeQuantile
+		poolOpts.HedgeDelay = func() (time.Duration, bool) { return f.link.hedgeDelay(q) }
+	}
 	if mayFetch {
 		if file, ok, err := f.openReading(ctx, name, poolOpts); ok {
 			if err != nil {
@@ -187,9 +191,10 @@ func (fl *File) Stat() (fs.FileInfo, error) {
 func (fl *File) Stats() Stats {
 	e, p := fl.engine.Stats(), fl.pool.Stats()
 	return Stats{
-		Asked: e.Asked, Fetched: e.Fetched, Prefetched: e.Prefetched, Served: e.Served,
+		Asked: e.Asked, Fetched: e.Fetched + p.HedgeBytes, Prefetched: e.Prefetched, Served: e.Served,
 		Wasted: e.Wasted, Requests: p.Ranges + fl.openRequests.Load(), Waits: e.Waits,
 		Downloaders: p.Opened, Replaced: p.Replaced, Retries: p.Retries,
+		Hedges: p.Hedges, HedgeWins: p.HedgeWins,
 	}
 }
 

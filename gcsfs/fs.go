@@ -282,7 +282,7 @@ func pathErr(op, name string, err error) error {
 type Stats struct {
 	Files        int64 // files opened (FS only)
 	Asked        int64 // bytes asked for by reads
-	Fetched      int64 // bytes requested from storage
+	Fetched      int64 // bytes requested from storage, hedges' second requests included
 	Prefetched   int64 // of Fetched, bytes fetched ahead of the reads
 	Served       int64 // bytes served from prefetched data
 	Wasted       int64 // prefetched bytes dropped unread
@@ -291,6 +291,8 @@ type Stats struct {
 	Downloaders  int64 // downloaders opened
 	Replaced     int64 // broken downloaders replaced
 	Retries      int64 // ranges resumed after an error
+	Hedges       int64 // second requests of random reads slow to answer (Options.Hedge)
+	HedgeWins    int64 // of Hedges, those that answered first
 	BufferHigh   int64 // high-water mark of prefetch buffers (FS only)
 	BufferBudget int64 // the prefetch budget (FS only)
 	// BufferAllocated is the capacity of every prefetch and window buffer
@@ -313,6 +315,8 @@ func (s *Stats) add(o Stats) {
 	s.Downloaders += o.Downloaders
 	s.Replaced += o.Replaced
 	s.Retries += o.Retries
+	s.Hedges += o.Hedges
+	s.HedgeWins += o.HedgeWins
 }
 
 // Stats returns the counters of every file opened so far, closed or not.

@@ -1,6 +1,7 @@
 package gcsfs
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -10,10 +11,22 @@ import (
 // at. Its bandwidth-delay product sizes the first prefetch window of a
 // file, so that the parallel parts of that window keep the link busy for
 // one round trip. It is safe for concurrent use.
+//
+// It also keeps the last hedgeSamples times to first byte, whose quantile
+// is how long a random read waits for its first byte before it is hedged
+// (hedgeDelay).
 type linkEstimate struct {
 	mu   sync.Mutex
 	ttfb float64 // seconds; 0 before the first sample
 	rate float64 // bytes per second of one request; 0 before the first sample
+
+	recent  [hedgeSamples]time.Duration // ring of times to first byte
+	held    int                         // samples in recent
+	next    int                         // where the next sample goes
+	delay   time.Duration               // the quantile delayQ of recent, when fresh
+	delayQ  float64                     //
+	fresh   bool                        // delay is up to date
+	scratch [hedgeSamples]time.Duration // sorted copy of recent
 }
 
 // Samples smaller than minRateSample bytes, or that streamed in less than
@@ -31,6 +44,10 @@ func (l *linkEstimate) observe(ttfb time.Duration, n int64, transfer time.Durati
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ttfb = ewma(l.ttfb, ttfb.Seconds())
+	l.recent[l.next] = ttfb
+	l.next = (l.next + 1) % hedgeSamples
+	l.held = min(l.held+1, hedgeSamples)
+	l.fresh = false
 	if n >= minRateSample && transfer >= minRateTime {
 		l.rate = ewma(l.rate, float64(n)/transfer.Seconds())
 	}
@@ -57,4 +74,25 @@ func (l *linkEstimate) window(parallel int) int64 {
 		return 1 << 62
 	}
 	return int64(w)
+}
+
+// hedgeDelay returns how long a random read may wait for its first byte
+// before a second request is issued: the quantile q (in (0, 1]) of the
+// recent times to first byte, at least HedgeMinDelay. It says false while
+// fewer than HedgeMinSamples have been seen.
+func (l *linkEstimate) hedgeDelay(q float64) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held < HedgeMinSamples {
+		return 0, false
+	}
+	if !l.fresh || l.delayQ != q {
+		s := l.scratch[:l.held]
+		copy(s, l.recent[:l.held])
+		slices.Sort(s)
+		// Nearest rank: the smallest sample at or above the quantile.
+		i := min(max(int(q*float64(len(s))+0.999999)-1, 0), len(s)-1)
+		l.delay, l.delayQ, l.fresh = max(s[i], HedgeMinDelay), q, true
+	}
+	return l.delay, true
 }

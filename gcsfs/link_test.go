@@ -31,3 +31,58 @@ func TestLinkEstimateWindow(t *testing.T) {
 		t.Fatalf("window after the link changed = %d, want about %d", w, want)
 	}
 }
+
+// The hedge delay is the nearest-rank p95 of the last hedgeSamples times
+// to first byte, at least HedgeMinDelay, and unknown before
+// HedgeMinSamples.
+func TestLinkEstimateHedgeDelay(t *testing.T) {
+	var l linkEstimate
+	for i := range HedgeMinSamples - 1 {
+		l.observe(time.Duration(i+1)*time.Second, 4096, 0)
+		if d, ok := l.hedgeDelay(DefaultHedgeQuantile); ok {
+			t.Fatalf("hedge delay %v after %d samples, want none before %d", d, i+1, HedgeMinSamples)
+		}
+	}
+	// 1..100 ms: the p95 is 95 ms.
+	l = linkEstimate{}
+	for i := range 100 {
+		l.observe(time.Duration(100-i)*time.Millisecond, 4096, 0)
+	}
+	if d, ok := l.hedgeDelay(DefaultHedgeQuantile); !ok || d != 95*time.Millisecond {
+		t.Fatalf("hedge delay = %v, %v; want 95ms", d, ok)
+	}
+	// A new sample is seen at once; the oldest go once the ring is full.
+	l.observe(time.Hour, 4096, 0)
+	if d, _ := l.hedgeDelay(DefaultHedgeQuantile); d != 96*time.Millisecond {
+		t.Fatalf("hedge delay after one slow sample = %v, want 96ms", d)
+	}
+	for range hedgeSamples {
+		l.observe(10*time.Millisecond, 4096, 0)
+	}
+	if d, _ := l.hedgeDelay(DefaultHedgeQuantile); d != 10*time.Millisecond {
+		t.Fatalf("hedge delay after the link changed = %v, want 10ms", d)
+	}
+	// Never under HedgeMinDelay.
+	for range hedgeSamples {
+		l.observe(time.Microsecond, 4096, 0)
+	}
+	if d, _ := l.hedgeDelay(DefaultHedgeQuantile); d != HedgeMinDelay {
+		t.Fatalf("hedge delay of a local link = %v, want %v", d, HedgeMinDelay)
+	}
+}
+
+// The quantile is the one asked for.
+func TestLinkEstimateHedgeQuantile(t *testing.T) {
+	var l linkEstimate
+	for i := range 100 {
+		l.observe(time.Duration(i+1)*time.Millisecond, 4096, 0)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.95, 95 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}, {0.001, time.Millisecond}} {
+		if d, ok := l.hedgeDelay(c.q); !ok || d != c.want {
+			t.Errorf("hedgeDelay(%v) = %v, %v; want %v", c.q, d, ok, c.want)
+		}
+	}
+}

@@ -41,6 +41,25 @@ const (
 	DefaultRetries = mrdpool.DefaultRetries
 	// DefaultStallTimeout is the default Options.StallTimeout.
 	DefaultStallTimeout = mrdpool.DefaultStallTimeout
+	// DefaultHedgeQuantile is the default Options.HedgeQuantile: the p95,
+	// so about 1 random read in 20 sends a second request on any link,
+	// tail or not.
+	DefaultHedgeQuantile = 0.95
+)
+
+// Hedged reads (Options.Hedge).
+const (
+	// HedgeMinSamples is how many times to first byte the FS must have
+	// seen before it hedges: with fewer, the quantile is a guess.
+	HedgeMinSamples = 16
+	// HedgeMinDelay is the shortest wait before a hedge: a read that
+	// answers within a millisecond (a local or in-memory bucket) gains
+	// nothing from a second request.
+	HedgeMinDelay = time.Millisecond
+	// hedgeSamples is how many recent times to first byte the quantile is
+	// computed over: enough for a p95 that is not one outlier, few
+	// enough to follow a link that changes.
+	hedgeSamples = 128
 )
 
 // Zonal says whether a bucket is read through gRPC multi-range downloaders.
@@ -143,6 +162,32 @@ type Options struct {
 	// reads that give up (Warn), with the object's name, offset and
 	// attempt. nil means silent.
 	Logger *slog.Logger
+	// Hedge turns hedged random reads on: a random read (one not served
+	// by a prefetch window) that has seen no byte after the HedgeQuantile
+	// of this FS's recent times to first byte issues a second, identical
+	// request and takes whichever answers first, cancelling the other. A
+	// tail of slow requests (a few in a hundred taking ten times as long)
+	// then costs a random read about two round trips instead of ten.
+	// Prefetch windows, ReadFile, WriteTo and ReadRanges are never hedged:
+	// a window is fetched ahead of the reader, and hedging a large range
+	// could double its bytes. Stats.Hedges counts the second requests and
+	// Stats.Fetched their bytes. The times to first byte are those of every
+	// request of the FS, prefetch parts included: parts queued behind a
+	// busy link raise the quantile, and hedges get rarer while it is busy.
+	//
+	// It is off by default because a quantile fires on every link: at the
+	// p95 about 1 random read in 20 sends a second request even where no
+	// request is ever slow. Over ranged HTTP GETs on a link with tens of
+	// ms to first byte, the loser is cancelled before the server sends a
+	// byte, but on a fast link (local disk, a loaded machine) its bytes
+	// are often sent, and a multi-range downloader cannot cancel a range
+	// at all: every hedge there costs the loser's bytes. Turn it on for a
+	// link with a tail.
+	Hedge bool
+	// HedgeQuantile is the quantile of recent times to first byte after
+	// which a random read is hedged, in (0, 1]. Default
+	// DefaultHedgeQuantile (0.95).
+	HedgeQuantile float64
 }
 
 func (o *Options) normalize() Options {
@@ -157,6 +202,9 @@ func (o *Options) normalize() Options {
 	r.PrefetchBudget = defaults.Positive(r.PrefetchBudget, max(DefaultPrefetchBudget, 2*r.MaxPrefetch))
 	r.CoalesceGap = max(cmp.Or(r.CoalesceGap, DefaultCoalesceGap), 0) // negative: no coalescing
 	r.StallTimeout = cmp.Or(r.StallTimeout, DefaultStallTimeout)
+	if !(r.HedgeQuantile > 0 && r.HedgeQuantile <= 1) {
+		r.HedgeQuantile = DefaultHedgeQuantile
+	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -59,4 +59,9 @@
 //   - The object's generation is pinned by the first open: every byte comes
 //     from that generation, or the read fails with an error wrapping
 //     ErrObjectChanged.
+//   - ReadAtHedged (with Options.HedgeDelay) may send a second request for
+//     a read whose first byte is late; the second writes into its own
+//     buffer, copied to the caller's only if it answers first, and the
+//     call returns only once both requests have returned: the loser never
+//     writes the caller's slice afterwards.
 package mrdpool

@@ -127,6 +127,14 @@ type Options struct {
 	// failures are dropped (a later open reports its own). Default 0: one
 	// at a time, as ranges need them.
 	Warm int
+	// HedgeDelay, when set, turns hedging on for ReadAtHedged: it is
+	// asked once per read, once the read's first request has started, how
+	// long the read may go without its first byte before a second request
+	// for it is issued (the caller's estimate of the link's p95 time to
+	// first byte), and says false when the read must not be hedged (the
+	// estimate is not ready yet). It is called on the reading goroutine
+	// and must be quick. nil means ReadAtHedged is ReadAt.
+	HedgeDelay func() (time.Duration, bool)
 }
 
 func (o *Options) normalize() Options {
@@ -151,6 +159,12 @@ type Stats struct {
 	Ranges   int64 // ranges added to downloaders
 	Retries  int64 // ranges resumed after a transient error
 	Bytes    int64 // bytes delivered by ReadAt
+	// Hedges counts second requests issued by ReadAtHedged for a read
+	// whose first byte was late; HedgeWins, those of them that answered
+	// first (the first request was then cancelled); HedgeBytes, the bytes
+	// they asked for (asked twice: the server sends the loser's bytes up to
+	// its cancellation).
+	Hedges, HedgeWins, HedgeBytes int64
 }
 
 // Pool is a lazily opened, lock-guarded pool of downloaders for one object.
@@ -176,6 +190,7 @@ type Pool struct {
 	cancel    context.CancelFunc // ends ctx
 
 	opened, replaced, shared, waits, ranges, retries, bytes atomic.Int64
+	hedges, hedgeWins, hedgeBytes                           atomic.Int64
 	progress                                                atomic.Int64 // unix nanos of the last byte any range got
 }
 
@@ -213,6 +228,7 @@ func (p *Pool) Stats() Stats {
 	return Stats{
 		Opened: p.opened.Load(), Replaced: p.replaced.Load(), Shared: p.shared.Load(),
 		Waits: p.waits.Load(), Ranges: p.ranges.Load(), Retries: p.retries.Load(), Bytes: p.bytes.Load(),
+		Hedges: p.hedges.Load(), HedgeWins: p.hedgeWins.Load(), HedgeBytes: p.hedgeBytes.Load(),
 	}
 }
 
@@ -280,7 +296,11 @@ func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
 // round-robin if the backend can share, else the next one released. It
 // returns ctx.Err() if ctx ends first and an error wrapping fs.ErrClosed
 // after Close.
-func (p *Pool) acquire(ctx context.Context) (*lease, error) {
+func (p *Pool) acquire(ctx context.Context) (*lease, error) { return p.acquireFor(ctx, false) }
+
+// acquireFor is acquire; with share, a shareable backend's busy downloader
+// is shared before a new one is opened.
+func (p *Pool) acquireFor(ctx context.Context, share bool) (*lease, error) {
 	waited := false
 	for {
 		p.mu.Lock()
@@ -305,6 +325,14 @@ func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 		// The first open is serialized: while it runs, nobody else opens,
 		// so two concurrent first callers open one downloader.
 		firstInFlight := len(p.all) == 0 && p.opening > 0
+		canShare := !firstInFlight && p.backend.Shareable()
+		if canShare && share {
+			if l := p.shareLocked(); l != nil {
+				p.mu.Unlock()
+				p.closeBroken(broken)
+				return l, nil
+			}
+		}
 		if !firstInFlight && len(p.all)+p.opening < p.opts.PoolSize {
 			p.opening++
 			p.warmLocked()
@@ -312,17 +340,11 @@ func (p *Pool) acquire(ctx context.Context) (*lease, error) {
 			p.closeBroken(broken)
 			return p.open(ctx)
 		}
-		if !firstInFlight && p.backend.Shareable() {
-			for range len(p.all) {
-				e := p.all[p.rr%len(p.all)]
-				p.rr++
-				if !e.broken() {
-					e.users++
-					p.mu.Unlock()
-					p.closeBroken(broken)
-					p.shared.Add(1)
-					return &lease{p: p, e: e}, nil
-				}
+		if canShare {
+			if l := p.shareLocked(); l != nil {
+				p.mu.Unlock()
+				p.closeBroken(broken)
+				return l, nil
 			}
 		}
 		ch := p.changed
@@ -359,6 +381,21 @@ func (p *Pool) warmLocked() {
 			l.Release() // to the free queue
 		}()
 	}
+}
+
+// shareLocked leases a healthy open downloader, round-robin, to a sharer,
+// or returns nil when there is none.
+func (p *Pool) shareLocked() *lease {
+	for range len(p.all) {
+		e := p.all[p.rr%len(p.all)]
+		p.rr++
+		if !e.broken() {
+			e.users++
+			p.shared.Add(1)
+			return &lease{p: p, e: e}
+		}
+	}
+	return nil
 }
 
 // open opens a downloader for a caller counted in p.opening. The open is

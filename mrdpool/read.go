@@ -32,7 +32,7 @@ var ErrChecksum = errors.New("mrdpool: checksum mismatch")
 // If ctx ends, ReadAt returns ctx.Err() at once and p is written no more,
 // although the downloader may still be fetching the range.
 func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
-	return p.readAt(ctx, b, off, nil)
+	return p.readAt(ctx, b, off, readOpts{})
 }
 
 // ReadAtProgress is ReadAt that also reports, while the range is in
@@ -45,10 +45,11 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 // end). prefetch.Engine uses it to let reads at a window's start go on
 // before the window's parts are complete.
 func (p *Pool) ReadAtProgress(ctx context.Context, b []byte, off int64, progress func(k int64)) (int, error) {
-	if _, ok := p.backend.(finalWrites); !ok {
-		progress = nil
+	var ro readOpts
+	if _, ok := p.backend.(finalWrites); ok {
+		ro.progress = progress
 	}
-	return p.readAt(ctx, b, off, progress)
+	return p.readAt(ctx, b, off, ro)
 }
 
 // finalWrites is a Backend whose downloaders write only final bytes: no
@@ -56,7 +57,21 @@ func (p *Pool) ReadAtProgress(ctx context.Context, b []byte, off int64, progress
 // again (ranged HTTP reads carry none).
 type finalWrites interface{ writesFinal() }
 
-func (p *Pool) readAt(ctx context.Context, b []byte, off int64, progress func(int64)) (int, error) {
+// readOpts are how a read differs from ReadAt.
+type readOpts struct {
+	// firstByte, when set, is called once the first byte of the read has
+	// landed in b (from any goroutine; it must be quick).
+	firstByte func()
+	// share makes the read share a busy downloader of a shareable backend
+	// rather than open one: a hedge must not wait an open's round trip.
+	share bool
+	// progress, when set, is told of the final prefix of b as it grows
+	// (ReadAtProgress).
+	progress func(k int64)
+}
+
+// readAt is ReadAt with ro.
+func (p *Pool) readAt(ctx context.Context, b []byte, off int64, ro readOpts) (int, error) {
 	n := int64(len(b))
 	if off < 0 {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrRange, off)
@@ -80,11 +95,11 @@ func (p *Pool) readAt(ctx context.Context, b []byte, off int64, progress func(in
 	var done int64 // valid prefix of b
 	for attempt := 0; ; attempt++ {
 		var report func(int64)
-		if progress != nil {
+		if ro.progress != nil {
 			base := done
-			report = func(k int64) { progress(base + k) }
+			report = func(k int64) { ro.progress(base + k) }
 		}
-		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, report)
+		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, ro, report)
 		if err == nil && got == n-done {
 			p.bytes.Add(n - done)
 			return len(b), nil
@@ -135,12 +150,13 @@ func (p *Pool) giveUp(off int64, attempt int, err error) {
 // replaced); getting a downloader is bounded by the same instant. It
 // returns how many bytes landed in b, in order from its start, and when
 // the last of them arrived.
-func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, report func(int64)) (int64, time.Time, error) {
-	held, err := p.acquireBy(ctx, since)
+func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, ro readOpts, report func(int64)) (int64, time.Time, error) {
+	held, err := p.acquireBy(ctx, since, ro.share)
 	if err != nil {
 		return 0, since, err
 	}
 	w := newSliceWriter(b, since, &held.e.progress, &p.progress)
+	w.firstByte = ro.firstByte
 	w.report = report
 	start := time.Now()
 	ret := func(err error) (int64, time.Time, error) {
@@ -192,10 +208,10 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 // acquireBy is acquire bounded by the stall timeout counted from since, or
 // from the pool's last progress when later: waiting for a busy pool whose
 // downloaders deliver bytes is not a stall, waiting on a dead server is.
-func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*lease, error) {
+func (p *Pool) acquireBy(ctx context.Context, since time.Time, share bool) (*lease, error) {
 	stall := p.opts.StallTimeout
 	if stall <= 0 {
-		return p.acquire(ctx)
+		return p.acquireFor(ctx, share)
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -214,7 +230,7 @@ func (p *Pool) acquireBy(ctx context.Context, since time.Time) (*lease, error) {
 	})
 	mu.Unlock()
 	defer t.Stop()
-	l, err := p.acquire(actx)
+	l, err := p.acquireFor(actx, share)
 	return l, WrapStalled(actx, err, "get a downloader for "+p.opts.Object)
 }
 
@@ -281,6 +297,7 @@ type sliceWriter struct {
 	first      atomic.Int64  // unix nanos of the first byte; 0 before it
 	downloader *atomic.Int64 // the downloader's last byte to any range
 	pool       *atomic.Int64 // the pool's last byte to any range
+	firstByte  func()        // nil, or called at the first byte
 
 	// report, when set, is told the length of the slice's prefix written
 	// so far, under mu, each time it grows, and never once detached.
@@ -299,7 +316,9 @@ func newSliceWriter(b []byte, since time.Time, downloader, pool *atomic.Int64) *
 func (w *sliceWriter) progressed() {
 	now := time.Now().UnixNano()
 	w.last.Store(now)
-	w.first.CompareAndSwap(0, now)
+	if w.first.CompareAndSwap(0, now) && w.firstByte != nil {
+		w.firstByte()
+	}
 	if w.downloader != nil {
 		w.downloader.Store(now)
 		w.pool.Store(now)

@@ -441,7 +441,7 @@ func (e *Engine) serve(ctx context.Context, rp *readPlan, p []byte, off int64) e
 	if len(direct) == 0 {
 		return nil
 	}
-	return e.fetchDirect(ctx, p, off, direct)
+	return e.fetchDirect(ctx, p, off, direct, true)
 }
 
 // ReadDirect fills p with the object's bytes at off, fetched in Concurrency
@@ -457,12 +457,18 @@ func (e *Engine) ReadDirect(ctx context.Context, p []byte, off int64) error {
 		return errClosed()
 	}
 	e.asked.Add(int64(len(p)))
-	return e.fetchDirect(ctx, p, off, []piece{{off: off, n: int64(len(p))}})
+	return e.fetchDirect(ctx, p, off, []piece{{off: off, n: int64(len(p))}}, false)
 }
 
 // fetchDirect fetches pieces of the read at off into p, each split into
-// Concurrency parts fetched in parallel. Close interrupts it.
-func (e *Engine) fetchDirect(ctx context.Context, p []byte, off int64, pieces []piece) error {
+// Concurrency parts fetched in parallel. Close interrupts it. The parts of
+// a random read (one a reader waits on, not a whole range of ReadDirect)
+// go through a HedgingFetcher's ReadAtHedged.
+func (e *Engine) fetchDirect(ctx context.Context, p []byte, off int64, pieces []piece, random bool) error {
+	readAt := e.f.ReadAt
+	if hf, ok := e.f.(HedgingFetcher); ok && random {
+		readAt = hf.ReadAtHedged
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
@@ -474,7 +480,7 @@ func (e *Engine) fetchDirect(ctx context.Context, p []byte, off int64, pieces []
 				o := pc.off + pt.Off
 				e.requests.Add(1)
 				e.fetched.Add(pt.N)
-				n, err := e.f.ReadAt(gctx, p[o-off:o-off+pt.N], o)
+				n, err := readAt(gctx, p[o-off:o-off+pt.N], o)
 				if err == nil && int64(n) < pt.N {
 					err = io.ErrUnexpectedEOF // a Fetcher owes all bytes or an error
 				}

@@ -6,7 +6,8 @@
 // For each named link profile (standard: a regional bucket, tens of ms to
 // first byte and a per-connection cap; zonal: a Rapid bucket, ~2 ms to first
 // byte and a per-stream cap; both with an aggregate cap that is the
-// physical limit of the link) it starts the shaped servers of
+// physical limit of the link; tail: standard with every 50th request 10x
+// slower to its first byte, for the random patterns only) it starts the shaped servers of
 // internal/testserver, stores one object of random bytes, and reads it with
 // every strategy under several access patterns:
 //
@@ -20,7 +21,7 @@
 // The strategies are one storage.Reader stream, gocloud NewRangeReader with
 // fsspec's default cache (internal/baseline, 5 MiB readahead), and zonalread (gcsfs)
 // with prefetch off and on, over HTTP ranged reads and gRPC multi-range
-// downloaders; for strided, also gcsfs's vectored File.ReadRanges (the
+// downloaders (for the random patterns, also with hedged reads on); for strided, also gcsfs's vectored File.ReadRanges (the
 // footer read alone, then every selected chunk in one call). Every run's bytes are checked against the object (sha256);
 // a mismatch fails the program.
 //
@@ -31,7 +32,7 @@
 //
 // Usage:
 //
-//	zonalbench [-profile standard|zonal|all] [-runs 3] [-size 256MiB] [-short]
+//	zonalbench [-profile standard|zonal|tail|all] [-runs 3] [-size 256MiB] [-short]
 //	           [-out BENCHMARKS.md] [-json results.json] [-only REGEXP] [-cpuprofile FILE]
 //	           [-grpc-conns N]
 //
@@ -54,6 +55,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
@@ -65,6 +67,13 @@ import (
 type profile struct {
 	Name, Desc string
 	Shape      testserver.Shape
+	// Patterns are the ids of the patterns run on it; nil means all.
+	Patterns []string
+}
+
+// runs reports whether the profile runs pattern id.
+func (p profile) runs(id string) bool {
+	return p.Patterns == nil || slices.Contains(p.Patterns, id)
 }
 
 // The aggregate caps are chosen so that gcsfs's default Options.PoolSize
@@ -76,6 +85,12 @@ var profiles = []profile{
 		Shape: testserver.Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 400 << 20}},
 	{Name: "zonal", Desc: "Rapid (zonal) bucket in the same zone",
 		Shape: testserver.Shape{Latency: 2 * time.Millisecond, ConnBandwidth: 200 << 20, AggregateBandwidth: 800 << 20}},
+	// standard with a tail: every 50th data request (2%) waits 10x as long
+	// for its first byte. Only the random patterns, which hedging is for.
+	{Name: "tail", Desc: "regional bucket with a tail: 2% of requests (every 50th) at 10x latency",
+		Shape: testserver.Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 400 << 20,
+			SlowEvery: 50, SlowFactor: 10},
+		Patterns: []string{"random-4KiB", "random-1MiB"}},
 }
 
 func main() {
@@ -111,7 +126,7 @@ type config struct {
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("zonalbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	prof := fs.String("profile", "all", "link profile: standard, zonal or all")
+	prof := fs.String("profile", "all", "link profile: standard, zonal, tail or all")
 	runs := fs.Int("runs", 3, "runs per row; the report shows medians")
 	size := fs.String("size", "256MiB", "object size (bytes, or with KiB/MiB/GiB)")
 	short := fs.Bool("short", false, "quick pass for CI: 32 MiB, 1 run, fewer random reads")
@@ -151,7 +166,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	if len(c.profiles) == 0 {
-		return nil, usageError{fmt.Errorf("unknown -profile %q (want standard, zonal or all)", *prof)}
+		return nil, usageError{fmt.Errorf("unknown -profile %q (want standard, zonal, tail or all)", *prof)}
 	}
 	if *only != "" {
 		if c.only, err = regexp.Compile(*only); err != nil {
@@ -217,6 +232,9 @@ func benchProfile(ctx context.Context, c *config, pr profile, data []byte, patte
 	}
 	var rows []rowResult
 	for _, p := range patterns {
+		if !pr.runs(p.id) {
+			continue
+		}
 		for _, sid := range p.strategies {
 			s := strategyByID(sid)
 			if c.only != nil && !c.only.MatchString(p.id+"/"+s.id) {
@@ -236,8 +254,8 @@ func benchProfile(ctx context.Context, c *config, pr profile, data []byte, patte
 			}
 			row.summarize(pr.Shape.AggregateBandwidth)
 			rows = append(rows, row)
-			fmt.Fprintf(stdout, "%-8s %-12s %-21s %-8s %8.1f MiB/s %5.1f%% of cap  fetched/used %7.2f  p50 %s\n",
-				pr.Name, p.id, s.id, s.backend, row.MiBps, 100*row.RatioToCap, row.FetchedPerUsed, fmtDur(row.ReadP50))
+			fmt.Fprintf(stdout, "%-8s %-12s %-21s %-8s %8.1f MiB/s %5.1f%% of cap  fetched/used %7.2f  p50 %s  p99 %s  hedges %.0f\n",
+				pr.Name, p.id, s.id, s.backend, row.MiBps, 100*row.RatioToCap, row.FetchedPerUsed, fmtDur(row.ReadP50), fmtDur(row.ReadP99), row.Hedges)
 		}
 	}
 	return rows, e.close()

@@ -22,6 +22,7 @@ type runResult struct {
 	FirstByte      float64   `json:"first_read_s"`    // open to first read returned
 	ReadP50        float64   `json:"read_p50_s"`      // latency of one read call
 	ReadP95        float64   `json:"read_p95_s"`      //
+	ReadP99        float64   `json:"read_p99_s"`      //
 	MiBps          float64   `json:"mib_per_s"`       // bytes used / Seconds
 	ServerBytes    int64     `json:"server_bytes"`    // object bytes both endpoints sent
 	ServerRequests int64     `json:"server_requests"` // data requests (HTTP GETs, gRPC ranges)
@@ -36,6 +37,7 @@ type runResult struct {
 // libStats are gcsfs's own counters over the run.
 type libStats struct {
 	Asked, Fetched, Prefetched, Served, Wasted, Requests, Waits, Downloaders, Retries int64
+	Hedges, HedgeWins                                                                 int64
 }
 
 // measure runs pattern p with strategy s once and checks the bytes.
@@ -99,13 +101,14 @@ func measure(ctx context.Context, e *env, p *pattern, s *strategy, data, dst []b
 	r.Mallocs = ms1.Mallocs - ms0.Mallocs
 	r.AllocBytes = ms1.TotalAlloc - ms0.TotalAlloc
 	slices.Sort(lat)
-	r.ReadP50, r.ReadP95 = quantile(lat, 0.5).Seconds(), quantile(lat, 0.95).Seconds()
+	r.ReadP50, r.ReadP95, r.ReadP99 = quantile(lat, 0.5).Seconds(), quantile(lat, 0.95).Seconds(), quantile(lat, 0.99).Seconds()
 	if fsys != nil {
 		d := fsys.Stats()
 		r.Library = &libStats{
 			Asked: d.Asked - lib0.Asked, Fetched: d.Fetched - lib0.Fetched, Prefetched: d.Prefetched - lib0.Prefetched,
 			Served: d.Served - lib0.Served, Wasted: d.Wasted - lib0.Wasted, Requests: d.Requests - lib0.Requests,
 			Waits: d.Waits - lib0.Waits, Downloaders: d.Downloaders - lib0.Downloaders, Retries: d.Retries - lib0.Retries,
+			Hedges: d.Hedges - lib0.Hedges, HedgeWins: d.HedgeWins - lib0.HedgeWins,
 		}
 	}
 	return r, verify(p, got, data)
@@ -223,6 +226,8 @@ type rowResult struct {
 	FirstByte      float64 `json:"first_read_s"`
 	ReadP50        float64 `json:"read_p50_s"`
 	ReadP95        float64 `json:"read_p95_s"`
+	ReadP99        float64 `json:"read_p99_s"`
+	Hedges         float64 `json:"hedges"`           // second requests of hedged reads (gcsfs Stats.Hedges)
 	FetchedPerUsed float64 `json:"fetched_per_used"` // server bytes / bytes used
 	Requests       float64 `json:"server_requests"`
 	AllocsPerMiB   float64 `json:"allocs_per_mib"`
@@ -252,6 +257,13 @@ func (row *rowResult) summarize(aggregate int64) {
 	row.FirstByte = med(func(r runResult) float64 { return r.FirstByte })
 	row.ReadP50 = med(func(r runResult) float64 { return r.ReadP50 })
 	row.ReadP95 = med(func(r runResult) float64 { return r.ReadP95 })
+	row.ReadP99 = med(func(r runResult) float64 { return r.ReadP99 })
+	row.Hedges = med(func(r runResult) float64 {
+		if r.Library == nil {
+			return 0
+		}
+		return float64(r.Library.Hedges)
+	})
 	row.FetchedPerUsed = med(func(r runResult) float64 { return float64(r.ServerBytes) / float64(row.Used) })
 	row.Requests = med(func(r runResult) float64 { return float64(r.ServerRequests) })
 	row.AllocsPerMiB = med(func(r runResult) float64 { return float64(r.Mallocs) / mib })

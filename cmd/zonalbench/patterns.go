@@ -21,7 +21,7 @@ type pattern struct {
 
 var (
 	streamStrategies = []string{"one-stream", readaheadID, "zonalread-noprefetch", "zonalread-http", "zonalread-mrd"}
-	randomStrategies = []string{readaheadID, "zonalread-http", "zonalread-mrd"}
+	randomStrategies = []string{readaheadID, "zonalread-http", "zonalread-http-hedge", "zonalread-mrd", "zonalread-mrd-hedge"}
 	wholeStrategies  = []string{"one-stream", "readfile-http", "readfile-mrd"}
 )
 

@@ -38,11 +38,14 @@ type machine struct {
 }
 
 type profileJSON struct {
-	Name          string  `json:"name"`
-	Desc          string  `json:"description"`
-	LatencyMs     float64 `json:"latency_ms"`
-	ConnMiBps     float64 `json:"conn_mib_per_s"`
-	AggregateMiBs float64 `json:"aggregate_mib_per_s"`
+	Name          string   `json:"name"`
+	Desc          string   `json:"description"`
+	LatencyMs     float64  `json:"latency_ms"`
+	ConnMiBps     float64  `json:"conn_mib_per_s"`
+	AggregateMiBs float64  `json:"aggregate_mib_per_s"`
+	SlowEvery     int      `json:"slow_every,omitempty"`  // every n-th data request is slow
+	SlowFactor    int      `json:"slow_factor,omitempty"` // by this factor of the latency
+	Patterns      []string `json:"patterns,omitempty"`    // run on it; none: all
 }
 
 type patternInfo struct {
@@ -54,7 +57,8 @@ type patternInfo struct {
 
 func profileInfo(p profile) profileJSON {
 	return profileJSON{Name: p.Name, Desc: p.Desc, LatencyMs: float64(p.Shape.Latency) / float64(time.Millisecond),
-		ConnMiBps: float64(p.Shape.ConnBandwidth) / (1 << 20), AggregateMiBs: float64(p.Shape.AggregateBandwidth) / (1 << 20)}
+		ConnMiBps: float64(p.Shape.ConnBandwidth) / (1 << 20), AggregateMiBs: float64(p.Shape.AggregateBandwidth) / (1 << 20),
+		SlowEvery: p.Shape.SlowEvery, SlowFactor: p.Shape.SlowFactor, Patterns: p.Patterns}
 }
 
 func machineInfo() machine {
@@ -146,23 +150,29 @@ func writeMarkdown(path, jsonPath string, rep *report) error {
 	p("## Link profiles\n\n")
 	p("| profile | what it models | first byte | per connection / stream | aggregate cap (the physical limit) |\n|---|---|---:|---:|---:|\n")
 	for _, pr := range rep.Profiles {
-		p("| `%s` | %s | %g ms | %g MiB/s | %g MiB/s |\n", pr.Name, pr.Desc, pr.LatencyMs, pr.ConnMiBps, pr.AggregateMiBs)
+		first := fmt.Sprintf("%g ms", pr.LatencyMs)
+		if pr.SlowEvery > 0 {
+			first += fmt.Sprintf("; every %d%s data request: %g ms", pr.SlowEvery, ordinalSuffix(pr.SlowEvery), pr.LatencyMs*float64(max(pr.SlowFactor, 1)))
+		}
+		p("| `%s` | %s | %s | %g MiB/s | %g MiB/s |\n", pr.Name, pr.Desc, first, pr.ConnMiBps, pr.AggregateMiBs)
 	}
 	p("\nThe latency is added before the first byte of every HTTP response (data and metadata) and of every gRPC stream and read range. " +
-		"The default gcsfs options (8 downloaders, 8 parts per read) could open 8 connections, twice the aggregate cap.\n\n")
+		"The default gcsfs options (8 downloaders, 8 parts per read) could open 8 connections, twice the aggregate cap. " +
+		"A profile with a tail runs only the random patterns.\n\n")
 
 	writeTarget(&w, rep)
+	writeTail(&w, rep)
 	for _, pr := range rep.Profiles {
 		p("## Results: `%s`\n\n", pr.Name)
-		p("| pattern | strategy | backend | MiB/s | of cap | first read | read p50 / p95 | fetched / used | requests | allocs / MiB | CPU cores | peak RSS MiB (+run) |\n")
+		p("| pattern | strategy | backend | MiB/s | of cap | first read | read p50 / p95 / p99 | fetched / used | requests | allocs / MiB | CPU cores | peak RSS MiB (+run) |\n")
 		p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range rep.Rows {
 			if r.Profile != pr.Name {
 				continue
 			}
-			p("| %s | %s | %s | %s | %.0f%% | %s | %s / %s | %.2f | %.0f | %.0f | %.2f | %.0f (+%.0f) |\n",
-				r.Pattern, r.Label, r.Backend, throughput(r), 100*r.RatioToCap, fmtDur(r.FirstByte), fmtDur(r.ReadP50), fmtDur(r.ReadP95),
-				r.FetchedPerUsed, r.Requests, r.AllocsPerMiB, r.CPUCores, r.PeakRSS/(1<<20), r.RSSGrowth/(1<<20))
+			p("| %s | %s | %s | %s | %.0f%% | %s | %s / %s / %s | %.2f | %s | %.0f | %.2f | %.0f (+%.0f) |\n",
+				r.Pattern, r.Label, r.Backend, throughput(r), 100*r.RatioToCap, fmtDur(r.FirstByte), fmtDur(r.ReadP50), fmtDur(r.ReadP95), fmtDur(r.ReadP99),
+				r.FetchedPerUsed, requests(r), r.AllocsPerMiB, r.CPUCores, r.PeakRSS/(1<<20), r.RSSGrowth/(1<<20))
 		}
 		p("\n")
 	}
@@ -179,9 +189,9 @@ func writeMarkdown(path, jsonPath string, rep *report) error {
 	w.WriteString(`- **MiB/s**: bytes the reads returned / wall time from opening the object to the last read returning (hashing excluded). Median of runs, (lowest–highest) run in brackets.
 - **of cap**: MiB/s over the profile's aggregate cap. Only the sequential and whole-object rows can approach it; random rows are bound by latency. The shaper's token buckets start full (20 ms of data, per connection or stream and on the aggregate), so a short run can show a little over 100%, and a fresh connection sends its first 20 ms worth at once.
 - **first read**: open to the first read returning (the open's metadata round trip included; for ` + "`whole`" + ` it is the whole read).
-- **read p50 / p95**: latency of one read call (nearest rank within a run, median over runs).
+- **read p50 / p95 / p99**: latency of one read call (nearest rank within a run, median over runs; with 64 reads or fewer the p99 is a run's slowest read).
 - **fetched / used**: object bytes the servers sent (testserver Endpoint.Stats().Bytes, HTTP + gRPC, counted after the run settles) / bytes the reads returned. Bytes pushed into socket buffers of an abandoned response count as fetched.
-- **requests**: data requests the servers saw (HTTP object GETs, gRPC read ranges).
+- **requests**: data requests the servers saw (HTTP object GETs, gRPC read ranges), hedges included; (+N hedges) is how many of them were second requests of hedged reads (gcsfs Stats.Hedges).
 - **allocs / MiB**: runtime.MemStats.Mallocs over the timed part / MiB used. It counts the whole process, **the in-process servers' allocations included**.
 - **CPU cores**: process CPU time (getrusage, user + system) / wall time, servers included; 2 is everything this machine has.
 - **peak RSS**: VmHWM of the process during the run (reset before each run through /proc/self/clear_refs); (+run) is the peak over the RSS at the start of the run. The baseline holds the object three times (the fake's store, the gRPC fake's copy, the benchmark's source) plus the benchmark's destination buffer.
@@ -190,7 +200,9 @@ func writeMarkdown(path, jsonPath string, rep *report) error {
 	p("Strategies: **one storage.Reader stream** reads from the offset to the end and is reopened when a read is not where the last ended; " +
 		"**gocloud NewRangeReader + 5 MiB readahead** is fsspec's default cache (internal/baseline: a one-block cache; a read it misses fetches up to 5 MiB past the read's end " +
 		"with one ranged read, a read that starts in the block keeps the block's tail); **zonalread** is gcsfs.File used as an io.ReadSeeker (Seek when not contiguous, then Read) " +
-		"with the default options, prefetch off or on, over ranged HTTP GETs or gRPC multi-range downloaders; **ReadFile** is gcsfs.FS.ReadFile.\n\n")
+		"with the default options, prefetch off or on, over ranged HTTP GETs or gRPC multi-range downloaders; **hedged reads** is the same with Options.Hedge on " +
+		"(a random read with no first byte after the p95 of the FS's recent times to first byte sends a second request and takes whichever answers first; " +
+		"its FS made 16 untimed reads on the link first, so its p95 is known); **ReadFile** is gcsfs.FS.ReadFile.\n\n")
 	p("## Notes\n\n%s\n%s\n%s\n", notesBegin, keptNotes(path), notesEnd)
 	return os.WriteFile(path, w.Bytes(), 0o644)
 }
@@ -212,6 +224,47 @@ func writeTarget(w *bytes.Buffer, rep *report) {
 		fmt.Fprintf(w, "**Target:** the sequential read of zonalread with prefetch (HTTP) on `standard` reached %.1f MiB/s, "+
 			"%.0f%% of the aggregate cap (target: at least %.0f%%): %s.\n\n", r.MiBps, 100*r.RatioToCap, 100*target, verdict)
 	}
+}
+
+// writeTail states, for the random-4KiB rows of a profile with a tail,
+// how the p99 compares with the p50 with hedged reads and without.
+func writeTail(w *bytes.Buffer, rep *report) {
+	for _, pr := range rep.Profiles {
+		if pr.SlowEvery == 0 {
+			continue
+		}
+		for _, r := range rep.Rows {
+			if r.Profile != pr.Name || r.Pattern != "random-4KiB" || !strings.HasPrefix(r.Strategy, "zonalread-") {
+				continue
+			}
+			fmt.Fprintf(w, "**Tail (`%s`, random-4KiB, %s, %s):** p50 %s, p99 %s (%.1fx the p50), fetched/used %.2f, hedges %.0f.\n\n",
+				pr.Name, r.Backend, r.Label, fmtDur(r.ReadP50), fmtDur(r.ReadP99), r.ReadP99/r.ReadP50, r.FetchedPerUsed, r.Hedges)
+		}
+	}
+}
+
+// requests is the row's server requests, with its hedges when it had any.
+func requests(r rowResult) string {
+	if r.Hedges > 0 {
+		return fmt.Sprintf("%.0f (+%.0f hedges)", r.Requests, r.Hedges)
+	}
+	return fmt.Sprintf("%.0f", r.Requests)
+}
+
+// ordinalSuffix is "st", "nd", "rd" or "th" for n.
+func ordinalSuffix(n int) string {
+	if n%100 >= 11 && n%100 <= 13 {
+		return "th"
+	}
+	switch n % 10 {
+	case 1:
+		return "st"
+	case 2:
+		return "nd"
+	case 3:
+		return "rd"
+	}
+	return "th"
 }
 
 // throughput is the median MiB/s, with the range over runs when there are

@@ -34,6 +34,7 @@ type env struct {
 	grpc   *storage.Client // gRPC with bidi reads, for the MRD backend
 
 	fsNoPrefetch, fsHTTP, fsMRD *gcsfs.FS
+	fsHTTPHedge, fsMRDHedge     *gcsfs.FS // Options.Hedge on
 }
 
 // startEnv starts shaped servers holding data as the benchmark object.
@@ -76,6 +77,12 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	if e.fsMRD, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc, ClientOptions: e.srv.GRPCClientOptions()}); err != nil {
 		return e, err
 	}
+	if e.fsHTTPHedge, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOff, Hedge: true}); err != nil {
+		return e, err
+	}
+	if e.fsMRDHedge, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc, ClientOptions: e.srv.GRPCClientOptions(), Hedge: true}); err != nil {
+		return e, err
+	}
 	// The gRPC fake keeps its own copy of an object, made on first use:
 	// make it now, unshaped, so no timed run pays for it.
 	f, err := e.fsMRD.OpenContext(ctx, objectName)
@@ -89,7 +96,34 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	}
 	e.srv.HTTP.SetShape(pr.Shape)
 	e.srv.GRPC.SetShape(pr.Shape)
+	// A hedging FS hedges once it has seen gcsfs.HedgeMinSamples times to
+	// first byte: as an FS in use would have, it has seen them on this
+	// link before the timed runs.
+	for _, fsys := range []*gcsfs.FS{e.fsHTTPHedge, e.fsMRDHedge} {
+		if err := warmHedging(ctx, fsys, int64(len(data))); err != nil {
+			return e, err
+		}
+	}
 	return e, nil
+}
+
+// warmHedging reads gcsfs.HedgeMinSamples bytes at spread offsets of the
+// object through fsys, so its hedge delay is known.
+func warmHedging(ctx context.Context, fsys *gcsfs.FS, size int64) error {
+	f, err := fsys.OpenContext(ctx, objectName)
+	if err != nil {
+		return err
+	}
+	var one [1]byte
+	for i := range int64(gcsfs.HedgeMinSamples) {
+		if _, err = f.ReadAtContext(ctx, one[:], (i*7919+1)*(size/gcsfs.HedgeMinSamples/7919+1)%size); err != nil {
+			break
+		}
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		return fmt.Errorf("warm-up reads of a hedging FS: %w", err)
+	}
+	return nil
 }
 
 // dialGRPC returns nil (the FS then dials its own client, over gcsfs's
@@ -107,7 +141,7 @@ func dialGRPC(ctx context.Context, srv *testserver.Server, conns int) (*storage.
 
 func (e *env) close() error {
 	var errs []error
-	for _, f := range []*gcsfs.FS{e.fsNoPrefetch, e.fsHTTP, e.fsMRD} {
+	for _, f := range []*gcsfs.FS{e.fsNoPrefetch, e.fsHTTP, e.fsMRD, e.fsHTTPHedge, e.fsMRDHedge} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
@@ -157,6 +191,8 @@ var strategies = []*strategy{
 	fileStrategy("zonalread-noprefetch", "zonalread, prefetch off", "HTTP", func(e *env) *gcsfs.FS { return e.fsNoPrefetch }),
 	fileStrategy("zonalread-http", "zonalread, prefetch on", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
 	fileStrategy("zonalread-mrd", "zonalread, prefetch on", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRD }),
+	fileStrategy("zonalread-http-hedge", "zonalread, prefetch on, hedged reads", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTPHedge }),
+	fileStrategy("zonalread-mrd-hedge", "zonalread, prefetch on, hedged reads", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRDHedge }),
 	vectoredStrategy("vectored-http", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
 	vectoredStrategy("vectored-mrd", "gRPC MRD", func(e *env) *gcsfs.FS { return e.fsMRD }),
 	readFileStrategy("readfile-http", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),

@@ -170,7 +170,7 @@ func (b *bidiStream) serveRange(id, off, n int64, f Fault, faulted bool) {
 		case <-b.ctx.Done():
 		}
 	}()
-	if b.st.firstByte(b.ctx) != nil {
+	if b.st.dataFirstByte(b.ctx, &b.g.ep.c) != nil {
 		return
 	}
 	limit, end := n, true

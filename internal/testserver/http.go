@@ -113,7 +113,7 @@ func (h *shaper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.ep.c.requests.Add(1)
-	if st.firstByte(ctx) != nil {
+	if st.dataFirstByte(ctx, &h.ep.c) != nil {
 		return
 	}
 	if r.Header.Get("Range") != "" && h.ep.faults.take(object, FaultIgnoreRange) {

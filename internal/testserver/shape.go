@@ -10,6 +10,7 @@ package testserver
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,19 @@ type Shape struct {
 	// AggregateBandwidth caps bytes per second across all connections and
 	// streams of the server. 0 means unlimited.
 	AggregateBandwidth int64
+	// SlowEvery makes every SlowEvery-th data response of the endpoint
+	// (an HTTP object GET, a gRPC read range) wait SlowFactor times Latency
+	// before its first byte: a tail that is the same in every run
+	// (SlowEvery 50 is 2% of requests). The count starts again at each
+	// SetShape; Stats.Slowed counts the slow responses. 0 means none.
+	SlowEvery int
+	// SlowFactor multiplies Latency for the slow responses. Default
+	// DefaultSlowFactor.
+	SlowFactor int
 }
+
+// DefaultSlowFactor is the default Shape.SlowFactor.
+const DefaultSlowFactor = 10
 
 // Profiles used by benchmarks and the demo.
 var (
@@ -39,6 +52,10 @@ var (
 	ProfileStandard = Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 1000 << 20}
 	// ProfileZonal is a Rapid bucket in the same zone: ~2 ms to first byte.
 	ProfileZonal = Shape{Latency: 2 * time.Millisecond, ConnBandwidth: 200 << 20, AggregateBandwidth: 1000 << 20}
+	// ProfileTail is ProfileStandard with a tail: 2% of data requests
+	// (every 50th) wait 10 times as long for their first byte.
+	ProfileTail = Shape{Latency: 30 * time.Millisecond, ConnBandwidth: 100 << 20, AggregateBandwidth: 1000 << 20,
+		SlowEvery: 50, SlowFactor: 10}
 )
 
 // FaultKind names a fault the servers can inject.
@@ -205,6 +222,8 @@ type Stats struct {
 	ActiveStreams, MaxActiveStreams int64
 	// Bytes counts object bytes sent.
 	Bytes int64
+	// Slowed counts the data responses Shape.SlowEvery made slow.
+	Slowed int64
 	// Faults counts faults injected, by kind.
 	Faults map[FaultKind]int64
 }
@@ -219,8 +238,8 @@ func (s Stats) FaultsInjected() int64 {
 }
 
 type counters struct {
-	requests, metadata, streams, active, maxActive, bytes atomic.Int64
-	faults                                                [lastFault + 1]atomic.Int64
+	requests, metadata, streams, active, maxActive, bytes, slowed atomic.Int64
+	faults                                                        [lastFault + 1]atomic.Int64
 
 	inFlight, maxInFlight atomic.Int64
 
@@ -273,6 +292,7 @@ func (c *counters) snapshot() Stats {
 		ActiveStreams:    c.active.Load(),
 		MaxActiveStreams: c.maxActive.Load(),
 		Bytes:            c.bytes.Load(),
+		Slowed:           c.slowed.Load(),
 		MaxInFlight:      c.maxInFlight.Load(),
 		InFlight:         c.inFlight.Load(),
 		Faults:           map[FaultKind]int64{},
@@ -289,7 +309,7 @@ func (c *counters) snapshot() Stats {
 }
 
 func (c *counters) reset() {
-	for _, v := range []*atomic.Int64{&c.requests, &c.metadata, &c.streams, &c.maxActive, &c.bytes} {
+	for _, v := range []*atomic.Int64{&c.requests, &c.metadata, &c.streams, &c.maxActive, &c.bytes, &c.slowed} {
 		v.Store(0)
 	}
 	c.maxActive.Store(c.active.Load())
@@ -311,9 +331,11 @@ const chunkSize = 64 << 10
 type link struct {
 	shape     atomic.Pointer[Shape]
 	aggregate atomic.Pointer[rate.Limiter] // nil when unlimited
+	dataSeq   atomic.Int64                 // data responses since the shape was set
 }
 
 func (l *link) set(s Shape) {
+	l.dataSeq.Store(0)
 	l.shape.Store(&s)
 	if s.AggregateBandwidth > 0 {
 		l.aggregate.Store(newLimiter(s.AggregateBandwidth))
@@ -345,9 +367,38 @@ func (l *link) newStream() *stream {
 	return st
 }
 
-// firstByte waits out the latency before the first byte of a response.
+// firstByte waits out the latency before the first byte of a response
+// that carries no object data.
 func (st *stream) firstByte(ctx context.Context) error {
-	d := st.l.shape.Load().Latency
+	return waitLatency(ctx, st.l.shape.Load().Latency)
+}
+
+// dataFirstByte waits out the latency before the first byte of a data
+// response: SlowFactor times as long for every SlowEvery-th one, which is
+// counted in c.
+func (st *stream) dataFirstByte(ctx context.Context, c *counters) error {
+	s := st.l.shape.Load()
+	d := s.Latency
+	if s.SlowEvery > 0 && st.l.dataSeq.Add(1)%int64(s.SlowEvery) == 0 {
+		c.slowed.Add(1)
+		d = slowed(d, s.SlowFactor)
+	}
+	return waitLatency(ctx, d)
+}
+
+// slowed is d times factor (DefaultSlowFactor when not positive),
+// saturating instead of overflowing.
+func slowed(d time.Duration, factor int) time.Duration {
+	if factor <= 0 {
+		factor = DefaultSlowFactor
+	}
+	if d > 0 && d > math.MaxInt64/time.Duration(factor) {
+		return math.MaxInt64
+	}
+	return d * time.Duration(factor)
+}
+
+func waitLatency(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
