@@ -117,9 +117,12 @@ func TestHedgeOffByDefault(t *testing.T) {
 // Prefetch windows, ReadFile and WriteTo are never hedged, though every
 // request they make is slower than the p95.
 func TestNoHedgeOnWindows(t *testing.T) {
-	r := newHedgeRig(t, false, gcsfs.Options{Hedge: true}, 1, 100) // every request: 100 ms
+	// Every request: 1 s, 20 times the p95 (about 50 ms) so that a loaded
+	// machine's slower warm-up reads cannot lift the p95 above it (at
+	// 100 ms, a run beside the whole suite saw no hedge).
+	r := newHedgeRig(t, false, gcsfs.Options{Hedge: true}, 1, 1000)
 	// The control: a random read on this link is hedged. (Then the
-	// windows' times to first byte raise the p95 to 100 ms.)
+	// windows' times to first byte raise the p95 to 1 s.)
 	r.readAt(t, 3<<20+11, 4<<10)
 	if h := r.fsys.Stats().Hedges; h != 1 {
 		t.Fatalf("%d hedges of a slow random read, want 1", h)
