@@ -155,18 +155,34 @@ func readTask(ctx context.Context, t *task, gap, batchRows int64, mem memory.All
 	if err != nil {
 		return readStats{}, err
 	}
-	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
-	var st readStats
-	for _, r := range ranges {
-		st.ranges++
-		st.fetchedBytes += r.n
-	}
-	if err := fetchRanges(ctx, t.f.src, fr); err != nil {
+	fr, st, err := fetchTask(ctx, t, ranges)
+	if err != nil {
 		return st, err
 	}
 	err = decode(ctx, t, fr, batchRows, mem, emit)
 	st.fallbacks = fr.fallbacks
 	return st, err
+}
+
+// fetchTask fetches ranges, the task's column chunks from chunkRanges, in
+// parallel, and returns them as the file its decode reads.
+func fetchTask(ctx context.Context, t *task, ranges []byteRange) (*fetched, readStats, error) {
+	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
+	st := readStats{ranges: int64(len(ranges)), fetchedBytes: rangeBytes(ranges)}
+	if err := fetchRanges(ctx, t.f.src, fr); err != nil {
+		return nil, st, err
+	}
+	return fr, st, nil
+}
+
+// rangeBytes is the bytes of rs: what fetching them holds. Every range
+// lies inside one file, so the sum of coalesced ranges cannot overflow.
+func rangeBytes(rs []byteRange) int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.n
+	}
+	return n
 }
 
 // rangesReader is a file that fetches many ranges in one call: a
