@@ -7,16 +7,19 @@ import (
 )
 
 // memBudget counts every byte one execution's pipeline holds, wherever it
-// is: reads in flight (reserved at launch, corrected to the decoded size
-// when they finish), blocks queued or held by operators, and on the
+// is: reads in flight (a fetch's bytes held from its launch, a decode's
+// reservation from its start, both corrected to the decoded size when the
+// decode ends; see readjob.go), blocks queued or held by operators, and on the
 // consumer side the rows a batch former or split holds, the batches queued
 // or being collated, parked for order, or current. Whoever holds bytes
 // counts them (hold) and whoever lets them go uncounts them (let); a
 // handover between stages is a hold by the taker before the giver's let.
 //
-// The scheduling loop starts a read only when its reservation fits under
-// the limit; the one exception is a consumer starving with nothing in
-// flight (see loop.launch), so a block larger than the budget still moves.
+// The scheduling loop starts a fetch only when its bytes and the decode
+// reservations it and the fetches before it promise fit under the limit,
+// and a decode only when its reservation fits; the one exception is a
+// consumer starving with nothing in flight or decoding (see startFetches
+// and startDecodes), so a block larger than the budget still moves.
 // Methods are safe for concurrent use.
 type memBudget struct {
 	limit int64
@@ -25,8 +28,8 @@ type memBudget struct {
 	used, high int64
 	wake       chan struct{} // cap 1: signalled when bytes are let go
 
-	reads   atomic.Int64 // read tasks running now (the loop's count, for Stats)
-	started atomic.Int64 // read tasks started so far: with reads, tells a quiet pipeline
+	reads   atomic.Int64 // fetches and decodes running now (the loop's count, for Stats)
+	started atomic.Int64 // fetches and decodes started so far: with reads, tells a quiet pipeline
 }
 
 func newMemBudget(limit int64) *memBudget {
@@ -70,6 +73,13 @@ func (b *memBudget) fits(n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.used+n <= b.limit
+}
+
+// room is the bytes left under the limit (0 when over it).
+func (b *memBudget) room() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(b.limit-b.used, 0)
 }
 
 // usage returns the bytes held now and the most held at once.

@@ -95,6 +95,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"golang.org/x/sync/errgroup"
 )
 
 // BlockMetadata describes a block.
@@ -152,12 +153,7 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %q: %w", pattern, err)
 	}
-	var regular []string
-	for _, f := range files {
-		if st, err := fs.Stat(fsys, f); err == nil && !st.IsDir() {
-			regular = append(regular, f)
-		}
-	}
+	regular := regularFiles(fsys, files)
 	if len(regular) == 0 {
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
@@ -167,6 +163,31 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 		return nil, err
 	}
 	return d, nil
+}
+
+// regularFiles returns the names that stat as regular files, in their
+// order, footerReaders stats at a time: on a link of tens of ms per
+// request, one stat after another cost a round trip per file before the
+// first footer was read.
+func regularFiles(fsys fs.FS, names []string) []string {
+	regular := make([]bool, len(names))
+	var g errgroup.Group
+	g.SetLimit(footerReaders)
+	for i, name := range names {
+		g.Go(func() error {
+			st, err := fs.Stat(fsys, name)
+			regular[i] = err == nil && !st.IsDir()
+			return nil
+		})
+	}
+	g.Wait() // the stats return no error: a file that fails one is left out
+	var out []string
+	for i, name := range names {
+		if regular[i] {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Files returns the files the dataset reads, sorted.

@@ -15,7 +15,7 @@ type ExecStats struct {
 	Ops             []OpStats // the operators, in order
 	LoopIterations  int64     // passes of the scheduling loop
 	BudgetHighWater int64     // most bytes the execution held at once: reads, blocks, and what the batches and splits over it hold
-	ReadsRunning    int64     // read tasks running now
+	ReadsRunning    int64     // fetches and decodes of read tasks running now
 	BudgetStalls    int64     // times a read could not start for lack of budget
 	ErroredBlocks   int64     // failed read tasks and unreadable files skipped (MaxErroredBlocks)
 	Errors          []error   // the errors of those blocks, in the order they happened
@@ -55,8 +55,13 @@ type Iterator struct {
 	out    chan Block
 	budget *memBudget    // counts every byte of the execution, consumer side included
 	hungry chan struct{} // cap 1: Next found nothing queued and waits
-	done   chan struct{} // closed when the loop has exited
-	err    error         // set by the loop before close(out)
+	// waitingAt is the count of blocks received when the consumer last
+	// began to wait for one (-1: never): it waits now when that is every
+	// block the loop handed over.
+	waitingAt atomic.Int64
+	received  int64         // blocks received from out (the consumer's goroutine only)
+	done      chan struct{} // closed when the loop has exited
+	err       error         // set by the loop before close(out)
 
 	cur      Block
 	curSize  int64
@@ -88,6 +93,7 @@ func (d *Dataset) Iter(ctx context.Context) *Iterator {
 		post: post, postSeen: make([]int64, len(post)),
 	}
 	it.s.read.Name = "ReadParquet"
+	it.waitingAt.Store(-1)
 	go newLoop(it, pre, limit).run()
 	return it
 }
@@ -170,19 +176,28 @@ func (it *Iterator) releaseCur() {
 
 // receive takes the next block from the loop, telling it first when none
 // is queued (the loop may then start a read past the budget: see
-// loop.launch).
+// loop.startDecodes).
 func (it *Iterator) receive() (Block, bool) {
 	select {
 	case b, ok := <-it.out:
+		it.countReceived(ok)
 		return b, ok
 	default:
 	}
+	it.waitingAt.Store(it.received)
 	select {
 	case it.hungry <- struct{}{}:
 	default:
 	}
 	b, ok := <-it.out
+	it.countReceived(ok)
 	return b, ok
+}
+
+func (it *Iterator) countReceived(ok bool) {
+	if ok {
+		it.received++
+	}
 }
 
 // free uncounts a consumed block's bytes.

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // loop is the scheduling loop of one execution: one goroutine, one handler
@@ -22,16 +19,20 @@ type loop struct {
 	readCtx    context.Context // reads and footers; cancelled once a Limit is met
 	readCancel context.CancelFunc
 	fetcher    metadataFetcher
-	requested  int // files whose footer has been requested
-	resolved   int // files whose footer is in
-	results    chan taskResult
-	sources    []*source // open files, closed once their last task is done
-	tasksLeft  []int     // per file: tasks not yet done
+	requested  int             // files whose footer has been requested
+	resolved   int             // files whose footer is in
+	results    chan taskResult // decodes that ended
+	fetches    chan *readJob   // fetches that ended
+	sources    []*source       // open files, closed once their last task is done
+	tasksLeft  []int           // per file: tasks not yet done
 	tasks      []*task
-	next       int // next task to launch
-	running    int
+	next       int        // next task to launch
+	fetching   int        // fetches in flight
+	ready      []*readJob // fetched tasks waiting for a decode slot, in task order
+	promised   int64      // decode reservations of the tasks fetching or ready: not yet counted
+	running    int        // decodes in flight
 	budget     *memBudget
-	hungry     bool               // the consumer waits and nothing is queued for it
+	handed     int64              // blocks handed over to the consumer
 	ratio      float64            // most decoded bytes per estimated byte seen so far
 	calibrated bool               // a task has read its blocks: ratio is measured
 	done       map[int]taskResult // finished tasks awaiting order
@@ -60,6 +61,7 @@ func newLoop(it *Iterator, pre []*operator, limit int64) *loop {
 	l := &loop{
 		it: it, d: d, opts: d.opts, pre: pre, limit: limit, budget: it.budget, ratio: 1,
 		results:   make(chan taskResult, d.opts.Workers),
+		fetches:   make(chan *readJob, d.opts.Workers),
 		done:      map[int]taskResult{},
 		sources:   make([]*source, len(d.files)),
 		tasksLeft: make([]int, len(d.files)),
@@ -105,6 +107,8 @@ func (l *loop) wait() bool {
 	select {
 	case r := <-l.fetcher.results():
 		l.addFooter(r)
+	case j := <-l.fetches:
+		l.fetchDone(j)
 	case r := <-l.results:
 		l.taskDone(r)
 	case out <- head:
@@ -112,7 +116,7 @@ func (l *loop) wait() bool {
 	case <-l.budget.wake:
 		// Bytes were let go: launch looks again.
 	case <-l.it.hungry:
-		l.hungry = true
+		// The consumer waits: launch looks again (see consumerWaits).
 	case <-l.it.ctx.Done():
 		l.cancelled()
 		return false
@@ -124,13 +128,16 @@ func (l *loop) wait() bool {
 func (l *loop) handedOver() {
 	l.queue[0] = Block{} // the backing array must not keep it alive
 	l.queue = l.queue[1:]
-	l.hungry = false
-	// A hungry signal the consumer sent before it received is stale now.
-	select {
-	case <-l.it.hungry:
-	default:
-	}
+	l.handed++
 }
+
+// consumerWaits reports whether the consumer is blocked waiting for a
+// block: it said so after receiving every block handed over so far. (A
+// signal it sent before the last handover is stale, and is told apart by
+// the count, not by draining the signal, which could eat a fresh one sent
+// right after the handover and leave the loop waiting for a consumer that
+// waits for it.)
+func (l *loop) consumerWaits() bool { return l.it.waitingAt.Load() == l.handed }
 
 // cancelled: the execution's context ended; the loop stops with its error.
 func (l *loop) cancelled() { l.failed = l.it.ctx.Err() }
@@ -140,13 +147,23 @@ func (l *loop) cancelled() { l.failed = l.it.ctx.Err() }
 func (l *loop) shutdown() {
 	it := l.it
 	it.cancel()
-	for l.running > 0 {
-		r := <-l.results
-		l.running--
-		l.budget.reads.Add(-1)
-		l.budget.let(r.reserved)
-		releaseBlocks(r.blocks)
+	for l.running > 0 || l.fetching > 0 {
+		select {
+		case j := <-l.fetches:
+			l.fetching--
+			l.budget.reads.Add(-1)
+			l.budget.let(j.fetchRes)
+		case r := <-l.results:
+			l.running--
+			l.budget.reads.Add(-1)
+			l.budget.let(r.reserved)
+			releaseBlocks(r.blocks)
+		}
 	}
+	for _, j := range l.ready {
+		l.budget.let(j.fetchRes)
+	}
+	l.ready, l.promised = nil, 0
 	l.fetcher.close()
 	l.releaseCounted(l.queue)
 	for _, r := range l.done {
@@ -213,7 +230,7 @@ func (l *loop) filesUnlaunched() int {
 func (l *loop) finished() bool {
 	limitDone := l.limit >= 0 && l.emitted >= l.limit
 	allRead := l.resolved == len(l.d.files) && l.next == len(l.tasks)
-	return (limitDone || allRead) && l.running == 0 && len(l.queue) == 0
+	return (limitDone || allRead) && l.running == 0 && l.fetching == 0 && len(l.ready) == 0 && len(l.queue) == 0
 }
 
 // addFooter: a file's footer is resolved; it plans the file's tasks. A file that cannot be
@@ -258,57 +275,6 @@ func (l *loop) blockFailed(err error) {
 	}
 }
 
-// launch starts tasks while workers and budget allow, until the Limit is
-// satisfiable. A task starts when its reservation fits in the budget, or
-// when the consumer waits with nothing running or queued for it (so a
-// block larger than what is left of the budget still moves and progress
-// never stops). Until a task has finished, estimates are unproven
-// (dictionary-encoded strings decode to many times theirs): unless the
-// budget has room for Workers tasks at calibrationHeadroom times their
-// reservation, the first task runs alone.
-func (l *loop) launch() {
-	for l.running < l.opts.Workers && l.next < len(l.tasks) && !l.satisfiable() {
-		t := l.tasks[l.next]
-		reserve := l.reservation(t)
-		starving := l.hungry && l.running == 0 && len(l.queue) == 0
-		calibrating := !l.calibrated && l.running > 0 && !l.budget.fits(saturatingMul(int64(l.opts.Workers)*calibrationHeadroom, reserve))
-		if calibrating || (!l.budget.fits(reserve) && !starving) {
-			if l.blockedAt.IsZero() {
-				l.blockedAt = time.Now()
-				l.it.s.stalls.Add(1)
-			}
-			return
-		}
-		if !l.blockedAt.IsZero() {
-			l.it.s.mu.Lock()
-			l.it.s.read.TimeBlocked += time.Since(l.blockedAt)
-			l.it.s.mu.Unlock()
-			l.blockedAt = time.Time{}
-		}
-		idx := l.next
-		l.next++
-		l.running++
-		l.budget.hold(reserve)
-		l.budget.reads.Add(1)
-		l.budget.started.Add(1)
-		go l.work(idx, t, reserve)
-	}
-}
-
-// reservation is what a task is counted for while it runs: its estimate
-// scaled by the most decoded bytes per estimated byte seen so far, times
-// decodePeak (while decoding, a task holds the column readers' page
-// buffers and dictionary caches beside the arrays it builds), and the
-// compressed bytes it fetches and decodes from. When the task ends the
-// reservation becomes the size of its blocks.
-func (l *loop) reservation(t *task) int64 {
-	r := float64(t.estBytes)*l.ratio*decodePeak + float64(t.fetchBytes)
-	if r >= float64(l.opts.MemoryBudget) {
-		return max(l.opts.MemoryBudget, t.estBytes)
-	}
-	return int64(r)
-}
-
 // learn updates the ratio of decoded to estimated bytes from a finished
 // task.
 func (l *loop) learn(r taskResult) {
@@ -320,87 +286,6 @@ func (l *loop) learn(r taskResult) {
 		real += b.Meta.SizeBytes
 	}
 	l.ratio = max(l.ratio, float64(real)/float64(r.est))
-}
-
-// work runs one read task and its operators on a worker goroutine.
-func (l *loop) work(idx int, t *task, reserved int64) {
-	ctx := l.readCtx
-	start := time.Now()
-	var blocks []Block
-	st, err := readTask(ctx, t, l.opts.CoalesceGap, l.opts.BatchRows, memory.DefaultAllocator, func(rec arrow.RecordBatch) error {
-		for _, op := range l.pre {
-			out, err := op.apply(ctx, rec)
-			if err != nil {
-				return err
-			}
-			rec = out
-		}
-		blocks = append(blocks, newBlock(rec, t.f.src.name))
-		return nil
-	})
-	if err != nil {
-		releaseBlocks(blocks)
-		blocks = nil
-	}
-	s := l.it.s
-	s.ranges.Add(st.ranges)
-	s.fetched.Add(st.fetchedBytes)
-	s.fallbacks.Add(int64(st.fallbacks))
-	s.mu.Lock()
-	s.read.Tasks++
-	s.read.WallTime += time.Since(start)
-	for _, b := range blocks {
-		s.read.Rows += b.Meta.NumRows
-		s.read.Bytes += b.Meta.SizeBytes
-	}
-	s.mu.Unlock()
-	l.results <- taskResult{idx: idx, file: t.file, blocks: blocks, est: t.estBytes, reserved: reserved, err: err, st: st}
-}
-
-// taskDone: a read task finished. It frees its worker, closes its file if
-// it was the last, accounts it and queues its blocks (in task order when
-// PreserveOrder is set).
-func (l *loop) taskDone(r taskResult) {
-	l.running--
-	l.budget.reads.Add(-1)
-	l.tasksLeft[r.file]--
-	l.closeIfDone(r.file)
-	var real int64
-	for _, b := range r.blocks {
-		real += b.Meta.SizeBytes
-	}
-	l.budget.adjust(r.reserved, real) // the reservation becomes the blocks
-	l.learn(r)
-	if r.err != nil {
-		var pe *PanicError
-		if l.readCtx.Err() != nil && !errors.As(r.err, &pe) {
-			return // cancelled: by a met Limit, or the whole execution
-		}
-		l.blockFailed(r.err)
-		if l.failed != nil {
-			return
-		}
-		r.blocks = nil // skipped
-	}
-	if r.err == nil {
-		l.calibrated = true
-	}
-	if !l.opts.PreserveOrder {
-		l.enqueue(r.blocks)
-		return
-	}
-	l.done[r.idx] = r
-	l.parkedRows += blockRows(r.blocks)
-	for {
-		r, ok := l.done[l.emitNext]
-		if !ok {
-			return
-		}
-		delete(l.done, l.emitNext)
-		l.parkedRows -= blockRows(r.blocks)
-		l.emitNext++
-		l.enqueue(r.blocks)
-	}
 }
 
 func blockRows(bs []Block) int64 {

@@ -42,7 +42,7 @@ const (
 	// calibrationHeadroom is how many times its reservation a task may
 	// decode to before the loop has measured one (dictionary-encoded
 	// strings reach several times): with room for Workers such tasks in
-	// the budget, the first tasks start together (see loop.launch).
+	// the budget, the first decodes start together (see loop.startDecodes).
 	calibrationHeadroom = 16
 	// decodePeak is a running read task's memory over the size of the
 	// blocks it ends with: measured with arrow-go v18 on dictionary-encoded
@@ -113,8 +113,11 @@ type ReadOptions struct {
 	// CoalesceGap joins column-chunk ranges closer than this into one
 	// ranged read. Default DefaultCoalesceGap (1 MiB).
 	CoalesceGap int64
-	// Workers is how many read tasks run at once. Default DefaultWorkers
-	// (4).
+	// Workers is how many read tasks decode at once; as many more may be
+	// fetching their column chunks ahead of them (or waiting, fetched, for
+	// a decode), within MemoryBudget, so the link is busy while the CPU
+	// decodes. Under a Limit, at most Workers tasks are in flight in all.
+	// Default DefaultWorkers (4).
 	Workers int
 	// MemoryBudget caps every byte the pipeline holds: reads in flight
 	// (reserved before they start, from the footer's estimate scaled by

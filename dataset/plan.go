@@ -2,7 +2,6 @@ package dataset
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,9 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zonalread/zonalread/gcsfs"
@@ -155,18 +152,34 @@ func readTask(ctx context.Context, t *task, gap, batchRows int64, mem memory.All
 	if err != nil {
 		return readStats{}, err
 	}
-	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
-	var st readStats
-	for _, r := range ranges {
-		st.ranges++
-		st.fetchedBytes += r.n
-	}
-	if err := fetchRanges(ctx, t.f.src, fr); err != nil {
+	fr, st, err := fetchTask(ctx, t, ranges)
+	if err != nil {
 		return st, err
 	}
 	err = decode(ctx, t, fr, batchRows, mem, emit)
 	st.fallbacks = fr.fallbacks
 	return st, err
+}
+
+// fetchTask fetches ranges, the task's column chunks from chunkRanges, in
+// parallel, and returns them as the file its decode reads.
+func fetchTask(ctx context.Context, t *task, ranges []byteRange) (*fetched, readStats, error) {
+	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
+	st := readStats{ranges: int64(len(ranges)), fetchedBytes: rangeBytes(ranges)}
+	if err := fetchRanges(ctx, t.f.src, fr); err != nil {
+		return nil, st, err
+	}
+	return fr, st, nil
+}
+
+// rangeBytes is the bytes of rs: what fetching them holds. Every range
+// lies inside one file, so the sum of coalesced ranges cannot overflow.
+func rangeBytes(rs []byteRange) int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.n
+	}
+	return n
 }
 
 // rangesReader is a file that fetches many ranges in one call: a
@@ -219,14 +232,14 @@ func decode(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memo
 	if err := checkInt96(t, fr); err != nil {
 		return err
 	}
-	rr, err := openRecords(ctx, t, fr, batchRows, mem)
+	rr, err := openColumns(ctx, t, fr, batchRows, mem)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
-	defer rr.Release()
+	defer rr.release()
 	var rows int64 // decoded so far
 	for {
-		rec, err := nextRecord(rr)
+		rec, err := rr.next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -278,29 +291,6 @@ func (t *task) keep(rec arrow.RecordBatch, from int64) arrow.RecordBatch {
 	return s
 }
 
-// openRecords sets arrow-go's record reader up over the fetched bytes; a
-// panic of its setup on a corrupt file is an error.
-func openRecords(ctx context.Context, t *task, fr *fetched, batchRows int64, mem memory.Allocator) (rr pqarrow.RecordReader, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			rr, err = nil, fmt.Errorf("reader panic: %v", r)
-		}
-	}()
-	pr, err := file.NewParquetReader(fr.file(), file.WithMetadata(t.f.md))
-	if err != nil {
-		return nil, err
-	}
-	// Parallel is off: arrow-go would start one goroutine per column with no
-	// cap; parallelism comes from tasks running on the executor's workers.
-	// The record reader reserves a whole batch per column up front: a batch
-	// larger than the task's rows would allocate memory no row fills.
-	ar, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: max(1, min(batchRows, t.groupRows))}, mem)
-	if err != nil {
-		return nil, err
-	}
-	return ar.GetRecordReader(ctx, t.f.leaves, t.rowGroups)
-}
-
 // emitNulls emits the task's rows as all-null records: the file has none
 // of the projected columns.
 func emitNulls(t *task, batchRows int64, mem memory.Allocator, emit func(arrow.RecordBatch) error) error {
@@ -320,26 +310,6 @@ func emitNulls(t *task, batchRows int64, mem memory.Allocator, emit func(arrow.R
 		left -= n
 	}
 	return nil
-}
-
-// nextRecord returns the reader's next record (retained), nil at the end,
-// or the decoding error — including a panic of the parquet decoders on a
-// corrupt page.
-func nextRecord(rr pqarrow.RecordReader) (rec arrow.RecordBatch, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			rec, err = nil, fmt.Errorf("decoder panic: %v", r)
-		}
-	}()
-	if !rr.Next() {
-		if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		return nil, nil
-	}
-	rec = rr.RecordBatch()
-	rec.Retain()
-	return rec, nil
 }
 
 // recordSize is the memory a record's buffers hold: their capacity, not
