@@ -87,6 +87,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	// The storage module registers the google.storage.v2 message types.
 	_ "cloud.google.com/go/storage"
@@ -446,6 +447,7 @@ func (g *grpcServer) bidiReadObject(ss grpc.ServerStream) error {
 	if !has(first, "read_object_spec") {
 		return status.Error(codes.InvalidArgument, "testserver: the first BidiReadObjectRequest has no read_object_spec")
 	}
+	opened := time.Now()
 	o, viaHandle, err := g.openSpec(getMessage(first, "read_object_spec"))
 	if err != nil {
 		return err
@@ -468,6 +470,7 @@ func (g *grpcServer) bidiReadObject(ss grpc.ServerStream) error {
 		obj:       o,
 		st:        st,
 		ctx:       ctx,
+		opened:    opened,
 		out:       make(chan outMsg),
 		rangeDone: make(chan struct{}),
 		fail:      make(chan error, 1),

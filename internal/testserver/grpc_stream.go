@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"sync"
+	"time"
 
 	// The storage module registers the google.storage.v2 message types.
 	_ "cloud.google.com/go/storage"
@@ -31,6 +32,9 @@ type bidiStream struct {
 	obj storedObject
 	st  *stream
 	ctx context.Context // ends when run returns
+	// opened is when the stream's first message arrived: the ranges it
+	// carries were asked then.
+	opened time.Time
 
 	out       chan outMsg
 	rangeDone chan struct{}
@@ -66,7 +70,7 @@ func (b *bidiStream) run(ss grpc.ServerStream, first protoreflect.Message) error
 	}()
 
 	active := 0
-	if err := b.startRanges(first, &active); err != nil {
+	if err := b.startRanges(first, &active, b.opened); err != nil {
 		return err
 	}
 	halfClosed := false
@@ -83,7 +87,7 @@ func (b *bidiStream) run(ss grpc.ServerStream, first protoreflect.Message) error
 		case <-b.rangeDone:
 			active--
 		case m := <-reqs:
-			if err := b.startRanges(m, &active); err != nil {
+			if err := b.startRanges(m, &active, time.Now()); err != nil {
 				return err
 			}
 		case err := <-recvErr:
@@ -109,7 +113,7 @@ func (b *bidiStream) run(ss grpc.ServerStream, first protoreflect.Message) error
 
 // startRanges validates the read ranges of a request and starts serving
 // them. An invalid range ends the stream with OUT_OF_RANGE.
-func (b *bidiStream) startRanges(req protoreflect.Message, active *int) error {
+func (b *bidiStream) startRanges(req protoreflect.Message, active *int, asked time.Time) error {
 	ranges := req.Get(field(req, "read_ranges")).List()
 	size := int64(len(b.obj.Data))
 	for i := 0; i < ranges.Len(); i++ {
@@ -131,7 +135,7 @@ func (b *bidiStream) startRanges(req protoreflect.Message, active *int) error {
 		}
 		*active++
 		b.wg.Add(1)
-		go b.serveRange(id, off, n, f, faulted)
+		go b.serveRange(id, off, n, f, faulted, asked)
 	}
 	return nil
 }
@@ -162,7 +166,7 @@ func (b *bidiStream) abort(err error) {
 	}
 }
 
-func (b *bidiStream) serveRange(id, off, n int64, f Fault, faulted bool) {
+func (b *bidiStream) serveRange(id, off, n int64, f Fault, faulted bool, asked time.Time) {
 	defer b.wg.Done()
 	defer func() {
 		select {
@@ -170,7 +174,7 @@ func (b *bidiStream) serveRange(id, off, n int64, f Fault, faulted bool) {
 		case <-b.ctx.Done():
 		}
 	}()
-	if b.st.dataFirstByte(b.ctx, &b.g.ep.c) != nil {
+	if b.st.dataFirstByte(b.ctx, &b.g.ep.c, asked) != nil {
 		return
 	}
 	limit, end := n, true

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // The HTTP endpoint serves fake-gcs-server's handler through shaper, which
@@ -113,7 +114,7 @@ func (h *shaper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.ep.c.requests.Add(1)
-	if st.dataFirstByte(ctx, &h.ep.c) != nil {
+	if st.dataFirstByte(ctx, &h.ep.c, time.Now()) != nil {
 		return
 	}
 	if r.Header.Get("Range") != "" && h.ep.faults.take(object, FaultIgnoreRange) {

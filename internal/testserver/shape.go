@@ -373,17 +373,20 @@ func (st *stream) firstByte(ctx context.Context) error {
 	return waitLatency(ctx, st.l.shape.Load().Latency)
 }
 
-// dataFirstByte waits out the latency before the first byte of a data
-// response: SlowFactor times as long for every SlowEvery-th one, which is
-// counted in c.
-func (st *stream) dataFirstByte(ctx context.Context, c *counters) error {
+// dataFirstByte waits out the latency, counted from asked (when the
+// request reached the server), before the first byte of a data response:
+// SlowFactor times as long for every SlowEvery-th one, which is counted in
+// c. A read range sent in a gRPC stream's first message was asked when the
+// stream opened, so its latency and the open's run at once, as one round
+// trip does.
+func (st *stream) dataFirstByte(ctx context.Context, c *counters, asked time.Time) error {
 	s := st.l.shape.Load()
 	d := s.Latency
 	if s.SlowEvery > 0 && st.l.dataSeq.Add(1)%int64(s.SlowEvery) == 0 {
 		c.slowed.Add(1)
 		d = slowed(d, s.SlowFactor)
 	}
-	return waitLatency(ctx, d)
+	return waitLatency(ctx, d-time.Since(asked))
 }
 
 // slowed is d times factor (DefaultSlowFactor when not positive),
