@@ -51,36 +51,13 @@ func openReadRigOn(t *testing.T, zonal bool) (*testserver.Test, *gcsfs.FS, map[s
 // open at the same time), and the object's bytes are sent once.
 func TestZonalOpenAndFirstReadOneRoundTrip(t *testing.T) {
 	srv, fsys, objs := openReadRigOn(t, true)
-	a, err := fsys.Open("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if readAllSum(t, a) != sha256.Sum256(objs["a"]) {
-		t.Fatal("a: bytes differ")
-	}
-	a.Close()
-
+	readFromStart(t, fsys, "a", objs["a"])
 	srv.GRPC.ResetStats()
-	b, err := fsys.OpenContext(context.Background(), "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	first := make([]byte, 64<<10)
-	if _, err := io.ReadFull(b, first); err != nil {
-		t.Fatal(err)
-	}
+	_, finish := openFirstRead(t, fsys, "b", objs["b"])
 	if st := srv.GRPC.Stats(); st.Streams < 2 || st.MaxActiveStreams != st.Streams {
 		t.Fatalf("open + first read: %d streams, at most %d at once; want them all at once", st.Streams, st.MaxActiveStreams)
 	}
-	h := sha256.New()
-	h.Write(first)
-	if _, err := io.Copy(h, struct{ io.Reader }{b}); err != nil {
-		t.Fatal(err)
-	}
-	if [32]byte(h.Sum(nil)) != sha256.Sum256(objs["b"]) {
-		t.Fatal("b: bytes differ")
-	}
+	finish()
 	if st := srv.GRPC.Stats(); st.Bytes != int64(len(objs["b"])) {
 		t.Fatalf("the server sent %d bytes for a %d-byte object", st.Bytes, len(objs["b"]))
 	}
@@ -92,12 +69,7 @@ func TestZonalOpenAndFirstReadOneRoundTrip(t *testing.T) {
 // ended cleanly, and the bytes of the bad part are fetched again.
 func TestZonalFirstWindowCorruptPartRefetched(t *testing.T) {
 	srv, fsys, objs := openReadRigOn(t, true)
-	a, err := fsys.Open("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readAllSum(t, a)
-	a.Close()
+	readFromStart(t, fsys, "a", objs["a"])
 	srv.GRPC.ResetStats()
 	srv.GRPC.AddFault(testserver.Fault{Kind: testserver.FaultCorrupt, Object: "b", AfterBytes: 1000, Times: 1})
 	b, err := fsys.Open("b")
@@ -110,6 +82,44 @@ func TestZonalFirstWindowCorruptPartRefetched(t *testing.T) {
 	}
 	if n := srv.GRPC.Stats().Faults[testserver.FaultCorrupt]; n != 1 {
 		t.Fatalf("%d corrupt chunks injected, want 1", n)
+	}
+}
+
+// readFromStart reads name whole from its start, as a stream, and checks
+// its bytes: after it, the FS's next opens fetch their first windows.
+func readFromStart(t *testing.T, fsys *gcsfs.FS, name string, want []byte) {
+	t.Helper()
+	f, err := fsys.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if readAllSum(t, f) != sha256.Sum256(want) {
+		t.Fatalf("%s: bytes differ", name)
+	}
+}
+
+// openFirstRead opens name and reads its first 64 KiB; finish reads the
+// rest and checks the whole against want.
+func openFirstRead(t *testing.T, fsys *gcsfs.FS, name string, want []byte) (f *gcsfs.File, finish func()) {
+	t.Helper()
+	f, err := fsys.OpenContext(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	return f, func() {
+		t.Helper()
+		if _, err := io.Copy(h, struct{ io.Reader }{f}); err != nil {
+			t.Fatal(err)
+		}
+		if [32]byte(h.Sum(nil)) != sha256.Sum256(want) {
+			t.Fatalf("%s: bytes differ", name)
+		}
 	}
 }
 
@@ -133,25 +143,9 @@ func readAllSum(t *testing.T, f fs.File) [32]byte {
 // bytes.
 func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
 	srv, fsys, objs := openReadRig(t)
-	a, err := fsys.Open("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if readAllSum(t, a) != sha256.Sum256(objs["a"]) {
-		t.Fatal("a: bytes differ")
-	}
-	a.Close()
-
+	readFromStart(t, fsys, "a", objs["a"])
 	srv.HTTP.ResetStats()
-	b, err := fsys.OpenContext(context.Background(), "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	first := make([]byte, 64<<10)
-	if _, err := io.ReadFull(b, first); err != nil {
-		t.Fatal(err)
-	}
+	b, finish := openFirstRead(t, fsys, "b", objs["b"])
 	st := srv.HTTP.Stats()
 	if st.MetadataRequests != 1 || st.Requests != 4 || st.MaxInFlight != 5 {
 		t.Fatalf("open + first read: %d metadata and %d data requests, at most %d at once; want 1 and 4, together",
@@ -160,14 +154,7 @@ func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
 	if b.Size() != int64(len(objs["b"])) || b.Generation() == 0 {
 		t.Fatalf("size %d, generation %d", b.Size(), b.Generation())
 	}
-	h := sha256.New()
-	h.Write(first)
-	if _, err := io.Copy(h, struct{ io.Reader }{b}); err != nil {
-		t.Fatal(err)
-	}
-	if [32]byte(h.Sum(nil)) != sha256.Sum256(objs["b"]) {
-		t.Fatal("b: bytes differ")
-	}
+	finish()
 	st = srv.HTTP.Stats()
 	if st.Bytes != int64(len(objs["b"])) {
 		t.Fatalf("the server sent %d bytes for a %d-byte object", st.Bytes, len(objs["b"]))
@@ -187,12 +174,7 @@ func TestOpenAndFirstReadOneRoundTrip(t *testing.T) {
 // the end send no bytes and the reads see every byte once.
 func TestOpenReadingSmallObjects(t *testing.T) {
 	srv, fsys, objs := openReadRig(t)
-	a, err := fsys.Open("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readAllSum(t, a) // from its start: the next opens GET their windows
-	a.Close()
+	readFromStart(t, fsys, "a", objs["a"]) // the next opens GET their windows
 	for _, size := range []int{0, 1, 100 << 10, 1<<20 + 1} {
 		name := fmt.Sprintf("small-%d", size)
 		objs[name] = testkit.RandomBytes(size, uint64(size))
