@@ -117,13 +117,23 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 		}
 		return f.newFile(name, info, pool)
 	}
-	info, err := f.statBlob(ctx, name)
+	info, pool, err := f.openBlob(ctx, name, poolOpts)
 	if err != nil {
 		return nil, pathErr("open", name, err)
 	}
+	return f.newFile(name, info, pool)
+}
+
+// openBlob stats name on a bucket read through gocloud (range readers)
+// and returns its pool, which checks every range against that stat.
+func (f *FS) openBlob(ctx context.Context, name string, poolOpts *mrdpool.Options) (mrdpool.ObjectInfo, *mrdpool.Pool, error) {
+	info, err := f.statBlob(ctx, name)
+	if err != nil {
+		return info, nil, err
+	}
 	poolOpts.Info = &info
 	backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
-	return f.newFile(name, info, mrdpool.New(backend, poolOpts))
+	return info, mrdpool.New(backend, poolOpts), nil
 }
 
 // openZonal opens name's pool on a zonal bucket: the first multi-range

@@ -86,3 +86,28 @@ func TestLinkEstimateHedgeQuantile(t *testing.T) {
 		}
 	}
 }
+
+// The window an open fetches is the link's bandwidth-delay product,
+// within [BlockSize, MaxPrefetch], cut to the power of two over the last
+// file read from its start, never above the product itself nor under
+// BlockSize.
+func TestFirstWindow(t *testing.T) {
+	const MiB = 1 << 20
+	f := &FS{opts: Options{BlockSize: MiB, MaxPrefetch: 64 * MiB, Concurrency: 8}}
+	if w := f.firstWindow(); w != MiB {
+		t.Fatalf("no link estimate: window %d, want BlockSize", w)
+	}
+	f.link.observe(30*time.Millisecond, 100*MiB, time.Second) // 100 MiB/s: 24 MiB over 8 requests
+	for _, c := range []struct{ last, want int64 }{
+		{0, 24 * MiB},         // no file read yet: the product
+		{100 * MiB, 24 * MiB}, // a larger file: the product
+		{20 * MiB, 24 * MiB},  // its power of two (32 MiB) is over the product
+		{3 * MiB, 4 * MiB},    // the power of two over it
+		{100, MiB},            // never under BlockSize
+	} {
+		f.startSize.Store(c.last)
+		if w := f.firstWindow(); w != c.want {
+			t.Errorf("last file %d bytes: window %d, want %d", c.last, w, c.want)
+		}
+	}
+}

@@ -129,13 +129,7 @@ func (f *FS) httpReading(name string, poolOpts *mrdpool.Options) (readingSource,
 	}}
 	return readingSource{
 		open: func(ctx context.Context) (mrdpool.ObjectInfo, *mrdpool.Pool, error) {
-			info, err := f.statBlob(ctx, name)
-			if err != nil {
-				return info, nil, err
-			}
-			poolOpts.Info = &info
-			backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(retry...)
-			return info, mrdpool.New(backend, poolOpts), nil
+			return f.openBlob(ctx, name, poolOpts)
 		},
 		get: func(ctx context.Context, off, n int64) (io.ReadCloser, int64, int64, error) {
 			r, err := f.bucket.NewRangeReader(ctx, name, off, n, opts)
@@ -187,9 +181,9 @@ type checksummed struct{ io.ReadCloser }
 func (f *FS) firstWindow() int64 {
 	w := min(max(f.link.window(f.opts.Concurrency), f.opts.BlockSize), f.opts.MaxPrefetch)
 	if last := f.startSize.Load(); last > 0 && last < w {
-		w = max(int64(1)<<bits.Len64(uint64(last-1)), min(f.opts.BlockSize, w))
+		w = min(w, max(int64(1)<<bits.Len64(uint64(last-1)), f.opts.BlockSize))
 	}
-	return max(w, 1)
+	return w
 }
 
 // partGets are the ranged reads of a window's parts, in flight.
