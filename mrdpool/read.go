@@ -94,12 +94,12 @@ func (p *Pool) readAt(ctx context.Context, b []byte, off int64, ro readOpts) (in
 	lastProgress := time.Now()
 	var done int64 // valid prefix of b
 	for attempt := 0; ; attempt++ {
-		var report func(int64)
+		att := ro // this attempt's: its progress is past the valid prefix
 		if ro.progress != nil {
 			base := done
-			report = func(k int64) { ro.progress(base + k) }
+			att.progress = func(k int64) { ro.progress(base + k) }
 		}
-		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, ro, report)
+		got, last, err := p.readOnce(ctx, b[done:], off+done, lastProgress, att)
 		if err == nil && got == n-done {
 			p.bytes.Add(n - done)
 			return len(b), nil
@@ -143,21 +143,21 @@ func (p *Pool) giveUp(off int64, attempt int, err error) {
 	}
 }
 
-// readOnce adds one range for b at off and waits for it (telling report,
-// when set, of the bytes as they land): until it ends, ctx
+// readOnce adds one range for b at off and waits for it (telling
+// ro.progress, when set, of the bytes of b as they land): until it ends, ctx
 // ends, its downloader is dropped, or no byte has arrived for the stall
 // timeout since the read's last progress at since (then the downloader is
 // replaced); getting a downloader is bounded by the same instant. It
 // returns how many bytes landed in b, in order from its start, and when
 // the last of them arrived.
-func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, ro readOpts, report func(int64)) (int64, time.Time, error) {
+func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Time, ro readOpts) (int64, time.Time, error) {
 	held, err := p.acquireBy(ctx, since, ro.share)
 	if err != nil {
 		return 0, since, err
 	}
 	w := newSliceWriter(b, since, &held.e.progress, &p.progress)
 	w.firstByte = ro.firstByte
-	w.report = report
+	w.report = ro.progress
 	start := time.Now()
 	ret := func(err error) (int64, time.Time, error) {
 		if err == nil && p.opts.Observe != nil {

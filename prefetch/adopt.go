@@ -21,11 +21,6 @@ type Body interface {
 	Abort()
 }
 
-// Adopt is AdoptParts with one part: [off, off+n) filled from body.
-func (e *Engine) Adopt(off, n int64, body Body, stall time.Duration) bool {
-	return e.AdoptParts([]AdoptedPart{{Off: off, N: n, Body: body}}, stall)
-}
-
 // AdoptedPart is [Off, Off+N) of the object and Body, the response of a
 // request already in flight for it; a nil Body is a request that failed.
 type AdoptedPart struct {
@@ -78,7 +73,6 @@ func (e *Engine) AdoptParts(parts []AdoptedPart, stall time.Duration) bool {
 			continue
 		}
 		e.requests.Add(1)
-		e.adopted.Add(1)
 		e.fetched.Add(pt.N)
 		c.users.Add(1)
 		e.bg.Add(1)

@@ -127,8 +127,7 @@ type Stats struct {
 	Prefetched int64 // of Fetched, bytes fetched ahead of the reads
 	Served     int64 // bytes of reads served from prefetched data
 	Wasted     int64 // prefetched bytes dropped without being read
-	Requests   int64 // calls to the Fetcher, and bodies adopted
-	Adopted    int64 // of Requests, bodies adopted (AdoptParts): requests the caller made
+	Requests   int64 // calls to the Fetcher, and bodies adopted (AdoptParts)
 	Waits      int64 // reads that waited for prefetched bytes still in flight
 }
 
@@ -148,7 +147,7 @@ type Engine struct {
 	chunks []*chunk // prefetched ranges, sorted, disjoint
 	closed bool
 
-	asked, fetched, prefetched, served, wasted, requests, adopted, waits atomic.Int64
+	asked, fetched, prefetched, served, wasted, requests, waits atomic.Int64
 }
 
 // chunk is one prefetched range [off, off+buf.Len()).
@@ -187,7 +186,7 @@ func (e *Engine) Size() int64 { return e.size }
 func (e *Engine) Stats() Stats {
 	return Stats{
 		Asked: e.asked.Load(), Fetched: e.fetched.Load(), Prefetched: e.prefetched.Load(),
-		Served: e.served.Load(), Wasted: e.wasted.Load(), Requests: e.requests.Load(), Adopted: e.adopted.Load(), Waits: e.waits.Load(),
+		Served: e.served.Load(), Wasted: e.wasted.Load(), Requests: e.requests.Load(), Waits: e.waits.Load(),
 	}
 }
 
