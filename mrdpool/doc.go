@@ -24,7 +24,7 @@
 //	logical read [0 ............................................ 64 MiB)
 //	   split:    [ part 0 ][ part 1 ][ part 2 ][ part 3 ]
 //	                 |         |         |         |
-//	   ReadAt:    open D1   open D2   share D1  share D2   (round-robin)
+//	   ReadAt:    open D1   open D2   share D1  share D2   (least-loaded)
 //	                 v         v         v         v
 //	             +--------- D1 ---------+ +-------- D2 ---------+
 //	             | stream: part0, part2 | | stream: part1, part3 |
@@ -38,9 +38,11 @@
 //   - Lazy: New does no I/O; the first ReadAt (or Info) opens the first
 //     downloader, under the pool's lock, so two concurrent first callers
 //     open exactly one.
-//   - The pool grows on demand up to PoolSize; a full pool shares busy
-//     downloaders round-robin when the backend can carry many ranges per
-//     downloader, and otherwise makes the caller wait.
+//   - The pool grows on demand up to PoolSize; a full pool shares its least-loaded
+//     busy downloader when the backend can carry many ranges per
+//     downloader (once the opens in flight have come in, so a burst of
+//     ranges spreads over all of them), and otherwise makes the caller
+//     wait.
 //   - A downloader whose Err is non-nil, or one of whose ranges stalled,
 //     is closed and replaced, never handed out again; ranges still waiting
 //     on it end at once and are retried elsewhere.

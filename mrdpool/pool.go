@@ -183,7 +183,7 @@ type Pool struct {
 	all       []*entry // open downloaders
 	free      []*entry // open downloaders nobody owns
 	opening   int      // opens in progress, counted against PoolSize
-	rr        int      // round-robin cursor for sharing
+	rr        int      // where sharing starts looking, so ties spread
 	changed   chan struct{}
 	warmed    bool               // the Warm opens were started
 	ctx       context.Context    // ends at Close: bounds the Warm opens
@@ -292,8 +292,9 @@ func (p *Pool) Info(ctx context.Context) (ObjectInfo, error) {
 }
 
 // acquire returns a downloader: a free one, a newly opened one while the
-// pool is under PoolSize, or, when all are busy, a busy one shared
-// round-robin if the backend can share, else the next one released. It
+// pool is under PoolSize, or, when all are busy, the least-loaded busy one
+// shared if the backend can share (once the opens in flight have come in,
+// unless it carries no more than its part), else the next one released. It
 // returns ctx.Err() if ctx ends first and an error wrapping fs.ErrClosed
 // after Close.
 func (p *Pool) acquire(ctx context.Context) (*lease, error) { return p.acquireFor(ctx, false) }
@@ -340,7 +341,12 @@ func (p *Pool) acquireFor(ctx context.Context, share bool) (*lease, error) {
 			p.closeBroken(broken)
 			return p.open(ctx)
 		}
-		if canShare {
+		// While opens are in flight, share only a downloader carrying no
+		// more than its part of the leases: the callers that find the
+		// pool full just as it fills (a burst of ranges at a file's
+		// first read) would otherwise all pile onto the one downloader
+		// open so far and wait on its stream alone.
+		if canShare && p.fairShareLocked() {
 			if l := p.shareLocked(); l != nil {
 				p.mu.Unlock()
 				p.closeBroken(broken)
@@ -383,19 +389,42 @@ func (p *Pool) warmLocked() {
 	}
 }
 
-// shareLocked leases a healthy open downloader, round-robin, to a sharer,
-// or returns nil when there is none.
+// shareLocked leases the healthy open downloader carrying the fewest
+// leases (the first such from a round-robin cursor, so ties spread) to a
+// sharer, or returns nil if none is healthy.
 func (p *Pool) shareLocked() *lease {
-	for range len(p.all) {
-		e := p.all[p.rr%len(p.all)]
-		p.rr++
-		if !e.broken() {
-			e.users++
-			p.shared.Add(1)
-			return &lease{p: p, e: e}
+	var best *entry
+	for i := range len(p.all) {
+		e := p.all[(p.rr+i)%len(p.all)]
+		if !e.broken() && (best == nil || e.users < best.users) {
+			best = e
 		}
 	}
-	return nil
+	if best == nil {
+		return nil
+	}
+	p.rr++
+	best.users++
+	p.shared.Add(1)
+	return &lease{p: p, e: best}
+}
+
+// fairShareLocked reports whether the least-loaded open downloader carries
+// fewer than its share of the leases once one more is added, counting the
+// downloaders still opening as able to carry theirs: with no open in
+// flight it is always true.
+func (p *Pool) fairShareLocked() bool {
+	if p.opening == 0 {
+		return true
+	}
+	least, leases := -1, 0
+	for _, e := range p.all {
+		leases += e.users
+		if least < 0 || e.users < least {
+			least = e.users
+		}
+	}
+	return least >= 0 && least*(len(p.all)+p.opening) < leases+1
 }
 
 // open opens a downloader for a caller counted in p.opening. The open is

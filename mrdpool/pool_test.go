@@ -257,6 +257,56 @@ func TestGrowsToPoolSizeThenShares(t *testing.T) {
 	}
 }
 
+// A burst of ranges that finds the pool full while its opens are still in
+// flight waits for them and spreads over every downloader, rather than
+// piling onto the one open so far (48 ranges of a ReadRanges on a fresh
+// file all went to one stream: 26% of the link).
+func TestBurstSpreadsOverOpeningDownloaders(t *testing.T) {
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1), shareable: true}
+	p := New(b, &Options{PoolSize: 4})
+	defer p.Close()
+	first, err := p.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	b.openDelay = gate // the next opens wait
+	leases := make(chan *lease, 15)
+	for range 15 {
+		go func() {
+			l, err := p.acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			leases <- l
+		}()
+	}
+	testkit.WaitFor(t, "3 more opens in flight", func() bool { return b.started.Load() == 4 })
+	testkit.WaitFor(t, "the 12 other callers to wait or share", func() bool {
+		s := p.Stats()
+		return s.Waits+s.Shared == 12
+	})
+	close(gate)
+	count := map[Downloader]int{first.Downloader(): 1}
+	all := []*lease{first}
+	for range 15 {
+		l := <-leases
+		if l == nil {
+			t.FailNow()
+		}
+		count[l.Downloader()]++
+		all = append(all, l)
+	}
+	for d, c := range count {
+		if c != 4 {
+			t.Errorf("downloader %p carries %d of 16 leases, want 4 (%v)", d, c, count)
+		}
+	}
+	for _, l := range all {
+		l.Release()
+	}
+}
+
 func TestWaitsWhenBackendCannotShare(t *testing.T) {
 	b := &fakeBackend{data: testkit.RandomBytes(100, 1)}
 	p := New(b, &Options{PoolSize: 2})
