@@ -115,6 +115,8 @@ type usageError struct{ error }
 type config struct {
 	profiles   []profile
 	runs       int
+	seqRuns    int  // runs of the sequential rows
+	warmup     bool // one untimed run before each row's runs
 	size       int64
 	short      bool
 	out, json  string
@@ -128,8 +130,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	prof := fs.String("profile", "all", "link profile: standard, zonal, tail or all")
 	runs := fs.Int("runs", 3, "runs per row; the report shows medians")
+	seqRuns := fs.Int("seq-runs", 5, "runs per sequential row (the size sweep, and how much its runs differ)")
 	size := fs.String("size", "256MiB", "object size (bytes, or with KiB/MiB/GiB)")
-	short := fs.Bool("short", false, "quick pass for CI: 32 MiB, 1 run, fewer random reads")
+	short := fs.Bool("short", false, "quick pass for CI: 32 MiB, 1 run, no warm-up run, fewer random reads")
 	out := fs.String("out", "BENCHMARKS.md", "markdown report to write (\"\" for none)")
 	jsonPath := fs.String("json", "", "raw results as JSON to write (\"\" for none)")
 	only := fs.String("only", "", "keep rows whose pattern/strategy matches this regexp")
@@ -146,9 +149,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	c := &config{runs: *runs, short: *short, out: *out, json: *jsonPath, cpuprofile: *cpuprofile, grpcConns: *grpcConns}
+	c := &config{runs: *runs, seqRuns: *seqRuns, warmup: !*short, short: *short, out: *out, json: *jsonPath, cpuprofile: *cpuprofile, grpcConns: *grpcConns}
 	if c.short && !set["runs"] {
 		c.runs = 1
+	}
+	if c.short && !set["seq-runs"] {
+		c.seqRuns = 1
 	}
 	if c.short && !set["size"] {
 		*size = "32MiB"
@@ -159,6 +165,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.runs < 1 {
 		return nil, usageError{fmt.Errorf("bad -runs %d", c.runs)}
+	}
+	if c.seqRuns < 1 {
+		return nil, usageError{fmt.Errorf("bad -seq-runs %d", c.seqRuns)}
 	}
 	for _, p := range profiles {
 		if *prof == "all" || *prof == p.Name {
@@ -190,15 +199,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i := range dst {
 		dst[i] = 0 // fault the pages in now, not in the first timed run
 	}
-	rep := &report{Machine: machineInfo(), Size: c.size, Runs: c.runs, Short: c.short, GRPCConns: cmp.Or(c.grpcConns, gcsfs.DefaultPoolSize), Started: time.Now().UTC()}
+	rep := &report{Machine: machineInfo(), Size: c.size, Runs: c.runs, SeqRuns: c.seqRuns, Warmup: c.warmup, Short: c.short, GRPCConns: cmp.Or(c.grpcConns, gcsfs.DefaultPoolSize), Started: time.Now().UTC()}
 	for _, p := range patterns {
-		rep.Patterns = append(rep.Patterns, patternInfo{ID: p.id, Desc: p.desc, Reads: len(p.ops), Used: p.used})
+		rep.Patterns = append(rep.Patterns, patternInfo{ID: p.id, Desc: p.desc, Reads: len(p.ops), Used: p.used, Sequential: p.sequential})
 	}
 	prof := &cpuProfiler{path: c.cpuprofile}
 	defer prof.stop()
 	for _, pr := range c.profiles {
 		rep.Profiles = append(rep.Profiles, profileInfo(pr))
-		rows, err := benchProfile(ctx, c, pr, data, patterns, dst, prof, stdout)
+		rows, err := benchProfile(ctx, c, pr, patterns, dst, prof, stdout)
 		rep.Rows = append(rep.Rows, rows...)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", pr.Name, err)
@@ -225,8 +234,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // benchProfile runs every kept row of every pattern on one profile's
 // servers.
-func benchProfile(ctx context.Context, c *config, pr profile, data []byte, patterns []*pattern, dst []byte, prof *cpuProfiler, stdout io.Writer) ([]rowResult, error) {
-	e, err := startEnv(ctx, pr, data, c.grpcConns)
+func benchProfile(ctx context.Context, c *config, pr profile, patterns []*pattern, dst []byte, prof *cpuProfiler, stdout io.Writer) ([]rowResult, error) {
+	e, err := startEnv(ctx, pr, patterns, c.grpcConns)
 	if err != nil {
 		return nil, err
 	}
@@ -242,17 +251,33 @@ func benchProfile(ctx context.Context, c *config, pr profile, data []byte, patte
 			}
 			row := rowResult{Profile: pr.Name, Pattern: p.id, Strategy: s.id, Label: s.label, Backend: s.backend,
 				Reads: len(p.ops), Used: p.used}
-			for i := range c.runs {
+			runs := c.runs
+			if p.sequential {
+				runs = c.seqRuns
+			}
+			if c.warmup {
+				runs++ // the first is the warm-up
+			}
+			for i := range runs {
 				if err := ctx.Err(); err != nil {
 					return rows, errors.Join(err, e.close())
 				}
-				r, err := measure(ctx, e, p, s, data, dst, prof)
+				warm := c.warmup && i == 0
+				runProf := prof
+				if warm {
+					runProf = &cpuProfiler{} // profile a timed run
+				}
+				r, err := measure(ctx, e, p, s, dst, runProf)
 				if err != nil {
 					return rows, errors.Join(fmt.Errorf("%s/%s run %d: %w", p.id, s.id, i+1, err), e.close())
 				}
+				if warm {
+					row.Warmup = &r
+					continue
+				}
 				row.Runs = append(row.Runs, r)
 			}
-			row.summarize(pr.Shape.AggregateBandwidth)
+			row.summarize(pr.Shape, p.sequential)
 			rows = append(rows, row)
 			fmt.Fprintf(stdout, "%-8s %-12s %-21s %-8s %8.1f MiB/s %5.1f%% of cap  fetched/used %7.2f  p50 %s  p99 %s  hedges %.0f\n",
 				pr.Name, p.id, s.id, s.backend, row.MiBps, 100*row.RatioToCap, row.FetchedPerUsed, fmtDur(row.ReadP50), fmtDur(row.ReadP99), row.Hedges)

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testserver"
 )
 
 // runResult is one run of one row. Times are in seconds, sizes in bytes.
@@ -41,14 +41,26 @@ type libStats struct {
 }
 
 // measure runs pattern p with strategy s once and checks the bytes.
-func measure(ctx context.Context, e *env, p *pattern, s *strategy, data, dst []byte, prof *cpuProfiler) (runResult, error) {
+//
+// It collects garbage first, so a run starts with the heap its reader
+// retains, but does not return the freed memory to the OS
+// (debug.FreeOSMemory): a process reading file after file keeps its heap
+// between them, and on this kind of machine (a microVM) every page handed
+// back costs a fault of tens of microseconds when it is touched again
+// (machine.FirstTouchMiBps), which made every run of a reader that
+// allocates as it goes (gRPC receive buffers, ReadRanges results) pay for
+// the bytes it read a second time.
+func measure(ctx context.Context, e *env, p *pattern, s *strategy, dst []byte, prof *cpuProfiler) (runResult, error) {
 	var r runResult
 	runtime.GC()
-	debug.FreeOSMemory()
 	resetPeakRSS()
 	r.StartRSS = currentRSS()
 	e.srv.HTTP.ResetStats()
 	e.srv.GRPC.ResetStats()
+	// A fresh aggregate bucket, empty, so no run starts with the bytes the
+	// link banked while idle since the last.
+	e.srv.HTTP.SetShape(e.prof.Shape)
+	e.srv.GRPC.SetShape(e.prof.Shape)
 	var fsys *gcsfs.FS
 	var lib0 gcsfs.Stats
 	if s.fsys != nil {
@@ -63,7 +75,7 @@ func measure(ctx context.Context, e *env, p *pattern, s *strategy, data, dst []b
 	prof.start()
 
 	t0 := time.Now()
-	sess, err := s.open(ctx, e)
+	sess, err := s.open(ctx, e, p.object)
 	if err != nil {
 		prof.stop()
 		return r, fmt.Errorf("open: %w", err)
@@ -111,12 +123,13 @@ func measure(ctx context.Context, e *env, p *pattern, s *strategy, data, dst []b
 			Hedges: d.Hedges - lib0.Hedges, HedgeWins: d.HedgeWins - lib0.HedgeWins,
 		}
 	}
-	return r, verify(p, got, data)
+	return r, verify(p, got)
 }
 
 // verify compares the sha256 of the bytes the reads returned with the
 // object's; on a mismatch it names the first read that differs.
-func verify(p *pattern, got [][]byte, data []byte) error {
+func verify(p *pattern, got [][]byte) error {
+	data := p.data
 	h := sha256.New()
 	for _, b := range got {
 		h.Write(b)
@@ -219,6 +232,13 @@ type rowResult struct {
 	Reads    int    `json:"reads"`
 	Used     int64  `json:"bytes_used"`
 	Verified bool   `json:"verified"` // every run's bytes matched the object
+	// Efficiency, for a sequential read of a whole object, is the ideal
+	// time (idealSeconds) over the run's: the median over runs, the
+	// lowest and highest run, and the warm-up's.
+	Efficiency       float64 `json:"efficiency,omitempty"`
+	EfficiencyMin    float64 `json:"efficiency_min,omitempty"`
+	EfficiencyMax    float64 `json:"efficiency_max,omitempty"`
+	WarmupEfficiency float64 `json:"warmup_efficiency,omitempty"`
 
 	// Medians over runs.
 	MiBps          float64 `json:"mib_per_s"`
@@ -236,9 +256,13 @@ type rowResult struct {
 	RSSGrowth      float64 `json:"peak_rss_over_start"`
 
 	Runs []runResult `json:"runs"`
+	// Warmup is the untimed run before Runs (none in -short mode): the
+	// row's first read of its object with that FS, after other rows' reads.
+	Warmup *runResult `json:"warmup,omitempty"`
 }
 
-func (row *rowResult) summarize(aggregate int64) {
+func (row *rowResult) summarize(shape testserver.Shape, sequential bool) {
+	aggregate := shape.AggregateBandwidth
 	med := func(f func(r runResult) float64) float64 {
 		v := make([]float64, len(row.Runs))
 		for i, r := range row.Runs {
@@ -270,4 +294,27 @@ func (row *rowResult) summarize(aggregate int64) {
 	row.CPUCores = med(func(r runResult) float64 { return r.CPUSeconds / r.Seconds })
 	row.PeakRSS = med(func(r runResult) float64 { return float64(r.PeakRSS) })
 	row.RSSGrowth = med(func(r runResult) float64 { return float64(max(0, r.PeakRSS-r.StartRSS)) })
+	if !sequential {
+		return
+	}
+	ideal := idealSeconds(shape, row.Used)
+	eff := func(r runResult) float64 { return ideal / r.Seconds }
+	row.Efficiency = med(eff)
+	row.EfficiencyMin, row.EfficiencyMax = eff(row.Runs[0]), eff(row.Runs[0])
+	for _, r := range row.Runs {
+		row.EfficiencyMin, row.EfficiencyMax = min(row.EfficiencyMin, eff(r)), max(row.EfficiencyMax, eff(r))
+	}
+	if row.Warmup != nil {
+		row.WarmupEfficiency = eff(*row.Warmup)
+	}
+}
+
+// idealSeconds is the least time the link can take to deliver n bytes
+// from an open: one round trip, then n bytes at the aggregate cap, less
+// what the aggregate bucket banked during that round trip
+// (testserver.Burst), which arrives at once.
+func idealSeconds(shape testserver.Shape, n int64) float64 {
+	bps := float64(shape.AggregateBandwidth)
+	banked := bps * min(testserver.Burst, shape.Latency).Seconds()
+	return shape.Latency.Seconds() + max(0, float64(n)-banked)/bps
 }

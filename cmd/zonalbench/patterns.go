@@ -5,56 +5,87 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 )
 
 // op is one read: n bytes at off.
 type op struct{ off, n int64 }
 
-// pattern is a fixed list of reads, the same for every strategy and run.
+// pattern is a fixed list of reads of one object, the same for every
+// strategy and run.
 type pattern struct {
 	id, desc   string
+	object     string // the object's name
+	data       []byte // the object's bytes
 	ops        []op
 	used       int64    // bytes the reads return, in total
 	sum        [32]byte // sha256 of those bytes, in read order
 	strategies []string // ids of the strategies that run it
+	// sequential marks a front-to-back read of the whole object, whose
+	// efficiency (ideal time over measured) the report gives, and which
+	// runs Config.seqRuns times.
+	sequential bool
 }
 
 var (
 	streamStrategies = []string{"one-stream", readaheadID, "zonalread-noprefetch", "zonalread-http", "zonalread-mrd"}
 	randomStrategies = []string{readaheadID, "zonalread-http", "zonalread-http-hedge", "zonalread-mrd", "zonalread-mrd-hedge"}
+	sweepStrategies  = []string{"zonalread-http", "zonalread-mrd"}
 	wholeStrategies  = []string{"one-stream", "readfile-http", "readfile-mrd"}
 )
 
-// buildPatterns returns the patterns over an object holding data. Sizes
-// scale down for small objects so every pattern keeps its shape.
+// buildPatterns returns the patterns over an object holding data, then the
+// size sweep: the sequential read of smaller objects (1/16 and 1/4 of
+// data's size: 16 and 64 MiB beside 256 MiB), each of its own random
+// bytes. Sizes scale down for small objects so every pattern keeps its
+// shape.
 func buildPatterns(data []byte, short bool) []*pattern {
 	size := int64(len(data))
-	rs := min(1<<20, max(4<<10, size/16)) // the application's read size
 	nRand4, nRand1, groups := 64, 32, 16
 	if short {
 		nRand4, nRand1, groups = 16, 8, 8
 	}
 	ps := []*pattern{
-		{id: "sequential", strategies: streamStrategies,
-			desc: fmt.Sprintf("Read calls of %s from the start to the end (io.ReadFull per call)", human(rs)),
-			ops:  sequentialOps(0, size, rs)},
+		sequential("sequential", size),
 		{id: "whole", strategies: wholeStrategies,
 			desc: "the whole object at once: one stream read into one buffer, or gcsfs ReadFile (parallel ranges)",
 			ops:  []op{{0, size}}},
 		randomPattern("random-4KiB", size, min(4<<10, size), nRand4, 1),
 		randomPattern("random-1MiB", size, min(1<<20, size/4), nRand1, 2),
-		backForward(size, rs),
+		backForward(size, readSize(size)),
 		strided(size, groups),
+	}
+	for _, p := range ps {
+		p.object, p.data = objectName, data
+	}
+	for i, n := range []int64{size / 16, size / 4} {
+		p := sequential("sequential-"+strings.ReplaceAll(human(n), " ", ""), n)
+		p.strategies = sweepStrategies
+		p.object = fmt.Sprintf("sweep-%d.bin", n)
+		p.data = make([]byte, n)
+		rand.NewChaCha8([32]byte{'s', 'w', 'e', 'e', 'p', byte(i)}).Read(p.data)
+		ps = append(ps, p)
 	}
 	for _, p := range ps {
 		h := sha256.New()
 		for _, o := range p.ops {
-			h.Write(data[o.off : o.off+o.n])
+			h.Write(p.data[o.off : o.off+o.n])
 			p.used += o.n
 		}
 		h.Sum(p.sum[:0])
 	}
 	return ps
+}
+
+// readSize is the application's read size on an object of size bytes.
+func readSize(size int64) int64 { return min(1<<20, max(4<<10, size/16)) }
+
+// sequential is the front-to-back read of an object of size bytes.
+func sequential(id string, size int64) *pattern {
+	rs := readSize(size)
+	return &pattern{id: id, strategies: streamStrategies, sequential: true,
+		desc: fmt.Sprintf("Read calls of %s from the start to the end of a %s object (io.ReadFull per call)", human(rs), human(size)),
+		ops:  sequentialOps(0, size, rs)}
 }
 
 func sequentialOps(from, to, rs int64) []op {

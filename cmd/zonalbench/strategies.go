@@ -17,7 +17,7 @@ import (
 
 const (
 	bucketName = "bench"
-	objectName = "object.bin"
+	objectName = "object.bin" // the main patterns' object (-size)
 	// readaheadID names the fsspec-like baseline (baseline.Readahead with
 	// baseline.DefaultReadahead) in the reports and results.json.
 	readaheadID = "readahead-5MiB"
@@ -37,10 +37,10 @@ type env struct {
 	fsHTTPHedge, fsMRDHedge     *gcsfs.FS // Options.Hedge on
 }
 
-// startEnv starts shaped servers holding data as the benchmark object.
+// startEnv starts shaped servers holding the objects the patterns read.
 // grpcConns > 0 dials the gRPC client with that many channels instead of
 // the storage package's default (one).
-func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *env, err error) {
+func startEnv(ctx context.Context, pr profile, patterns []*pattern, grpcConns int) (e *env, err error) {
 	e = &env{prof: pr}
 	defer func() {
 		if err != nil {
@@ -50,8 +50,14 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	if e.srv, err = testserver.Start(&testserver.Options{Buckets: []string{bucketName}}); err != nil {
 		return e, err
 	}
-	if _, err = e.srv.PutObject(bucketName, objectName, data); err != nil {
-		return e, err
+	objects := map[string][]byte{}
+	for _, p := range patterns {
+		objects[p.object] = p.data
+	}
+	for name, data := range objects {
+		if _, err = e.srv.PutObject(bucketName, name, data); err != nil {
+			return e, err
+		}
 	}
 	if e.client, err = e.srv.HTTPClient(ctx); err != nil {
 		return e, err
@@ -84,15 +90,17 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 		return e, err
 	}
 	// The gRPC fake keeps its own copy of an object, made on first use:
-	// make it now, unshaped, so no timed run pays for it.
-	f, err := e.fsMRD.OpenContext(ctx, objectName)
-	if err != nil {
-		return e, err
-	}
-	var one [1]byte
-	_, err = f.ReadAt(one[:], 0)
-	if err = errors.Join(err, f.Close()); err != nil {
-		return e, fmt.Errorf("warm-up read over gRPC: %w", err)
+	// make them now, unshaped, so no timed run pays for it.
+	for name := range objects {
+		f, err := e.fsMRD.OpenContext(ctx, name)
+		if err != nil {
+			return e, err
+		}
+		var one [1]byte
+		_, err = f.ReadAt(one[:], 0)
+		if err = errors.Join(err, f.Close()); err != nil {
+			return e, fmt.Errorf("warm-up read of %s over gRPC: %w", name, err)
+		}
 	}
 	e.srv.HTTP.SetShape(pr.Shape)
 	e.srv.GRPC.SetShape(pr.Shape)
@@ -100,7 +108,7 @@ func startEnv(ctx context.Context, pr profile, data []byte, grpcConns int) (e *e
 	// first byte: as an FS in use would have, it has seen them on this
 	// link before the timed runs.
 	for _, fsys := range []*gcsfs.FS{e.fsHTTPHedge, e.fsMRDHedge} {
-		if err := warmHedging(ctx, fsys, int64(len(data))); err != nil {
+		if err := warmHedging(ctx, fsys, int64(len(objects[objectName]))); err != nil {
 			return e, err
 		}
 	}
@@ -171,22 +179,22 @@ type session interface {
 // strategy is a way of reading the object.
 type strategy struct {
 	id, label, backend string
-	open               func(ctx context.Context, e *env) (session, error)
+	open               func(ctx context.Context, e *env, object string) (session, error)
 	fsys               func(e *env) *gcsfs.FS // the gcsfs FS used, if any
 }
 
 var strategies = []*strategy{
 	{id: "one-stream", label: "one storage.Reader stream (reopened at each seek)", backend: "HTTP",
-		open: func(_ context.Context, e *env) (session, error) {
-			return &streamSession{obj: e.client.Bucket(bucketName).Object(objectName)}, nil
+		open: func(_ context.Context, e *env, object string) (session, error) {
+			return &streamSession{obj: e.client.Bucket(bucketName).Object(object)}, nil
 		}},
 	{id: readaheadID, label: "gocloud NewRangeReader + " + human(baseline.DefaultReadahead) + " readahead (fsspec-like)", backend: "HTTP",
-		open: func(ctx context.Context, e *env) (session, error) {
-			a, err := e.bucket.Attributes(ctx, objectName)
+		open: func(ctx context.Context, e *env, object string) (session, error) {
+			a, err := e.bucket.Attributes(ctx, object)
 			if err != nil {
 				return nil, err
 			}
-			return readaheadSession{baseline.NewReadahead(e.bucket, objectName, a.Size, baseline.DefaultReadahead)}, nil
+			return readaheadSession{baseline.NewReadahead(e.bucket, object, a.Size, baseline.DefaultReadahead)}, nil
 		}},
 	fileStrategy("zonalread-noprefetch", "zonalread, prefetch off", "HTTP", func(e *env) *gcsfs.FS { return e.fsNoPrefetch }),
 	fileStrategy("zonalread-http", "zonalread, prefetch on", "HTTP", func(e *env) *gcsfs.FS { return e.fsHTTP }),
@@ -267,8 +275,8 @@ type fileSession struct {
 
 func fileStrategy(id, label, backend string, fsys func(*env) *gcsfs.FS) *strategy {
 	return &strategy{id: id, label: label, backend: backend, fsys: fsys,
-		open: func(ctx context.Context, e *env) (session, error) {
-			f, err := fsys(e).OpenContext(ctx, objectName)
+		open: func(ctx context.Context, e *env, object string) (session, error) {
+			f, err := fsys(e).OpenContext(ctx, object)
 			if err != nil {
 				return nil, err
 			}
@@ -291,15 +299,20 @@ func (s *fileSession) close() error { return s.f.Close() }
 
 // readFileSession is gcsfs ReadFile: one buffer of the object's size,
 // filled by Concurrency ranges fetched in parallel.
-type readFileSession struct{ fsys *gcsfs.FS }
+type readFileSession struct {
+	fsys   *gcsfs.FS
+	object string
+}
 
 func readFileStrategy(id, backend string, fsys func(*env) *gcsfs.FS) *strategy {
 	return &strategy{id: id, label: "zonalread ReadFile (parallel ranges)", backend: backend, fsys: fsys,
-		open: func(_ context.Context, e *env) (session, error) { return readFileSession{fsys(e)}, nil }}
+		open: func(_ context.Context, e *env, object string) (session, error) {
+			return readFileSession{fsys(e), object}, nil
+		}}
 }
 
 func (s readFileSession) read(ctx context.Context, dst []byte, off int64) ([]byte, error) {
-	data, err := s.fsys.ReadFileContext(ctx, objectName)
+	data, err := s.fsys.ReadFileContext(ctx, s.object)
 	if err != nil {
 		return nil, err
 	}
@@ -328,8 +341,8 @@ type vectoredSession struct {
 
 func vectoredStrategy(id, backend string, fsys func(*env) *gcsfs.FS) *strategy {
 	return &strategy{id: id, label: "zonalread ReadRanges (vectored, after the first read)", backend: backend, fsys: fsys,
-		open: func(ctx context.Context, e *env) (session, error) {
-			f, err := fsys(e).OpenContext(ctx, objectName)
+		open: func(ctx context.Context, e *env, object string) (session, error) {
+			f, err := fsys(e).OpenContext(ctx, object)
 			if err != nil {
 				return nil, err
 			}

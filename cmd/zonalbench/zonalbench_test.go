@@ -90,7 +90,21 @@ func TestShortRun(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range []string{"**Machine:**", "## Link profiles", "**Target:**", "hand-written analysis", "results.json", "read p50 / p95 / p99"} {
+	// Every sequential row has an efficiency, and the sweep table has a
+	// line per object size and profile.
+	for _, r := range rep.Rows {
+		if strings.HasPrefix(r.Pattern, "sequential") && strings.HasPrefix(r.Strategy, "zonalread-") && !(r.Efficiency > 0 && r.EfficiencyMin <= r.Efficiency && r.Efficiency <= r.EfficiencyMax) {
+			t.Errorf("row %s/%s/%s: efficiency %v (%v–%v)", r.Profile, r.Pattern, r.Strategy, r.Efficiency, r.EfficiencyMin, r.EfficiencyMax)
+		}
+	}
+	for _, size := range []string{"256 KiB", "1 MiB", "4 MiB"} {
+		for _, pr := range []string{"standard", "zonal"} {
+			if line := "| " + size + " | `" + pr + "` | "; !strings.Contains(text, line) {
+				t.Errorf("size sweep lacks %q", line)
+			}
+		}
+	}
+	for _, s := range []string{"**Machine:**", "## Link profiles", "## Sequential efficiency by object size", "**Target:**", "hand-written analysis", "results.json", "read p50 / p95 / p99"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("markdown lacks %q", s)
 		}
@@ -108,18 +122,18 @@ func TestVerifyMismatch(t *testing.T) {
 	for i, o := range p.ops {
 		got[i] = bytes.Clone(data[o.off : o.off+o.n])
 	}
-	if err := verify(p, got, data); err != nil {
+	if err := verify(p, got); err != nil {
 		t.Fatalf("verify of the right bytes: %v", err)
 	}
 	got[2][5] ^= 1
-	err := verify(p, got, data)
+	err := verify(p, got)
 	if err == nil || !strings.Contains(err.Error(), "BYTES MISMATCH") || !strings.Contains(err.Error(), "read 3 ") {
 		t.Fatalf("verify of a flipped byte: %v", err)
 	}
 }
 
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{{"-profile", "nope"}, {"-size", "12x"}, {"-runs", "0"}, {"-only", "("}, {"extra"}} {
+	for _, args := range [][]string{{"-profile", "nope"}, {"-size", "12x"}, {"-runs", "0"}, {"-seq-runs", "0"}, {"-only", "("}, {"extra"}} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parseFlags(%q) succeeded", args)
 		}
