@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"gocloud.dev/blob"
+	"gocloud.dev/blob/memblob"
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/testserver"
@@ -25,7 +26,9 @@ import (
 // benchFiles writes nFiles Parquet files of about fileBytes each (random
 // float64 columns compress poorly, so bytes on disk track rows) into the
 // fake bucket, and returns the total rows and bytes.
-func benchFiles(b *testing.B, srv *testserver.Test, nFiles int, fileBytes int64) (rows, size int64) {
+// benchFiles writes nFiles Parquet files of about fileBytes each to srv
+// and to mem.
+func benchFiles(b *testing.B, srv *testserver.Test, mem *blob.Bucket, nFiles int, fileBytes int64) (rows, size int64) {
 	const cols = 8
 	fields := make([]arrow.Field, cols)
 	for i := range fields {
@@ -51,7 +54,11 @@ func benchFiles(b *testing.B, srv *testserver.Test, nFiles int, fileBytes int64)
 		}
 		tbl.Release()
 		rec.Release()
-		srv.Put(b, fmt.Sprintf("scan/part-%03d.parquet", f), buf.b)
+		name := fmt.Sprintf("scan/part-%03d.parquet", f)
+		srv.Put(b, name, buf.b)
+		if err := mem.WriteAll(context.Background(), name, buf.b, nil); err != nil {
+			b.Fatal(err)
+		}
 		rows += perFile
 		size += int64(len(buf.b))
 	}
@@ -70,10 +77,11 @@ func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); re
 // rows/s and MB/s of Parquet bytes.
 //
 // dataset-unshaped is the same scan, same code, over the fake with no
-// shaping: the decode ceiling of this machine (the in-process server's
-// CPU included, as it is in the shaped rows). The dataset row, run after
-// it, reports ceiling-ratio: its MB/s over min(decode ceiling, the link's
-// aggregate cap), the share of what the link and the CPU allow.
+// shaping: the decode ceiling of this machine with the in-process server's
+// CPU included, as it is in the shaped rows. dataset-memory is it over the
+// files in memory, no server. The dataset row, run after them, reports
+// ceiling-ratio, its MB/s over min(unshaped, the link's aggregate cap),
+// and memory-ratio, the same over the in-memory scan.
 func BenchmarkScan(b *testing.B) {
 	mib := int64(256)
 	if v, err := strconv.ParseInt(os.Getenv("ZONALREAD_SCAN_MIB"), 10, 64); err == nil && v > 0 {
@@ -81,7 +89,9 @@ func BenchmarkScan(b *testing.B) {
 	}
 	srv := testserver.NewTest(b, &testserver.Options{Buckets: []string{"bench"}, NoGRPC: true})
 	nFiles := 8
-	rows, size := benchFiles(b, srv, nFiles, mib<<20/int64(nFiles))
+	mem := memblob.OpenBucket(nil)
+	defer mem.Close()
+	rows, size := benchFiles(b, srv, mem, nFiles, mib<<20/int64(nFiles))
 	shaped := testserver.Shape{Latency: 20 * time.Millisecond, ConnBandwidth: 50 << 20, AggregateBandwidth: 1000 << 20}
 	linkCap := float64(shaped.AggregateBandwidth) / 1e6 // MB/s
 	srv.HTTP.SetShape(shaped)
@@ -101,10 +111,10 @@ func BenchmarkScan(b *testing.B) {
 		return mbps
 	}
 
-	// scanDataset opens the files through a new gcsfs FS (closed when b
-	// ends) and returns a function that plans the scan anew.
-	scanDataset := func(b *testing.B) func() *Dataset {
-		fsys, err := gcsfs.New(ctx, bucket, &gcsfs.Options{BucketName: "bench", Zonal: gcsfs.ZonalOff})
+	// scanDataset opens the files through a new gcsfs FS over bkt (closed
+	// when b ends) and returns a function that plans the scan anew.
+	scanDataset := func(b *testing.B, bkt *blob.Bucket) func() *Dataset {
+		fsys, err := gcsfs.New(ctx, bkt, &gcsfs.Options{BucketName: "bench", Zonal: gcsfs.ZonalOff})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,8 +133,8 @@ func BenchmarkScan(b *testing.B) {
 	// (its prefetch slabs allocated and touched, its link estimate known):
 	// a row of one timed iteration was otherwise mostly that first cost
 	// (the unshaped row ran at 166 MB/s, under the shaped row's 366).
-	scanIter := func(b *testing.B) float64 {
-		plan := scanDataset(b)
+	scanIter := func(b *testing.B, bkt *blob.Bucket) float64 {
+		plan := scanDataset(b, bkt)
 		scan := func() (n int64) {
 			it := plan().Iter(ctx)
 			defer it.Close()
@@ -144,24 +154,36 @@ func BenchmarkScan(b *testing.B) {
 		return report(b, got)
 	}
 
-	var ceiling float64 // MB/s of the unshaped scan; 0 until it ran
+	// Two ceilings. dataset-unshaped is the scan over the in-process
+	// server with no shaping: the decode ceiling, the best this
+	// machine does with the server's sending competing with decoding for
+	// the CPUs. dataset-memory is the scan with the files in memory (a
+	// gocloud memblob bucket), no server and no link: gcsfs and the
+	// decoders alone.
+	var unshaped, inMemory float64 // MB/s; 0 until run
+	b.Run("dataset-memory", func(b *testing.B) {
+		inMemory = scanIter(b, mem)
+	})
 	b.Run("dataset-unshaped", func(b *testing.B) {
 		srv.HTTP.SetShape(testserver.Shape{})
 		defer srv.HTTP.SetShape(shaped)
-		ceiling = scanIter(b)
+		unshaped = scanIter(b, bucket)
 	})
 
 	b.Run("dataset", func(b *testing.B) {
-		mbps := scanIter(b)
-		if ceiling > 0 {
-			b.ReportMetric(mbps/min(ceiling, linkCap), "ceiling-ratio")
+		mbps := scanIter(b, bucket)
+		if unshaped > 0 {
+			b.ReportMetric(mbps/min(unshaped, linkCap), "ceiling-ratio")
+		}
+		if inMemory > 0 {
+			b.ReportMetric(mbps/min(inMemory, linkCap), "memory-ratio")
 		}
 	})
 
 	// The same scan as one rank of one (ShardBatches: units read in order,
 	// Workers ahead, cut into batches), to compare with the executor.
 	b.Run("shard", func(b *testing.B) {
-		plan := scanDataset(b)
+		plan := scanDataset(b, bucket)
 		var got int64
 		for b.Loop() {
 			it, err := plan().ShardBatches(ctx, ShardOptions{World: 1}, nil, &BatchOptions{BatchSize: 8192})
