@@ -225,7 +225,7 @@ func writeMarkdown(path, jsonPath string, rep *report) error {
 - **requests**: data requests the servers saw (HTTP object GETs, gRPC read ranges), hedges included; (+N hedges) is how many of them were second requests of hedged reads (gcsfs Stats.Hedges).
 - **allocs / MiB**: runtime.MemStats.Mallocs over the timed part / MiB used. It counts the whole process, **the in-process servers' allocations included**.
 - **CPU cores**: process CPU time (getrusage, user + system) / wall time, servers included; 2 is everything this machine has.
-- **peak RSS**: VmHWM of the process during the run (reset before each run through /proc/self/clear_refs); (+run) is the peak over the RSS at the start of the run. The baseline holds the object three times (the fake's store, the gRPC fake's copy, the benchmark's source) plus the benchmark's destination buffer.
+- **peak RSS**: VmHWM of the process during the run (reset before each run through /proc/self/clear_refs); (+run) is the peak over the RSS at the start of the run. The process keeps the heap it freed between runs (no debug.FreeOSMemory), so (+run) is 0 unless a run needs more memory than every earlier one did. The baseline holds the object three times (the fake's store, the gRPC fake's copy, the benchmark's source), the size sweep's objects likewise, plus the benchmark's destination buffer.
 
 `)
 	p("Strategies: **one storage.Reader stream** reads from the offset to the end and is reopened when a read is not where the last ended; " +
