@@ -89,9 +89,12 @@ package dataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
@@ -149,11 +152,10 @@ func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error
 // more files are unreadable than MaxErroredBlocks allows (unreadable files
 // are skipped by executions, each counted as one errored block).
 func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
-	files, err := fs.Glob(fsys, pattern)
+	regular, err := matchFiles(fsys, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %q: %w", pattern, err)
 	}
-	regular := regularFiles(fsys, files)
 	if len(regular) == 0 {
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
@@ -164,6 +166,57 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 	}
 	return d, nil
 }
+
+// matchFiles returns the regular files of fsys that match pattern. When
+// only the pattern's last element has wildcards and fsys lists
+// directories itself (fs.ReadDirFS, as gcsfs.FS), one listing of the
+// directory answers, the entries telling files from directories (on a
+// bucket a glob and a stat per match cost two round trips before the
+// first footer; this costs one); an entry of another type (a symlink) is
+// stat'ed. Otherwise it globs and stats the matches (regularFiles). A
+// directory that does not exist matches nothing; another listing error is
+// returned.
+func matchFiles(fsys fs.FS, pattern string) ([]string, error) {
+	if _, err := path.Match(pattern, ""); err != nil {
+		return nil, err
+	}
+	dir, file := path.Split(pattern)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	lister, ok := fsys.(fs.ReadDirFS)
+	if !ok || hasMeta(dir) || !hasMeta(file) {
+		files, err := fs.Glob(fsys, pattern)
+		if err != nil {
+			return nil, err
+		}
+		return regularFiles(fsys, files), nil
+	}
+	entries, err := lister.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out, other []string
+	for _, e := range entries {
+		if ok, _ := path.Match(file, e.Name()); !ok || e.IsDir() {
+			continue
+		}
+		name := path.Join(dir, e.Name())
+		if e.Type().IsRegular() {
+			out = append(out, name)
+		} else {
+			other = append(other, name)
+		}
+	}
+	return append(out, regularFiles(fsys, other)...), nil
+}
+
+// hasMeta reports whether s has path.Match wildcards.
+func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
 
 // regularFiles returns the names that stat as regular files, in their
 // order, footerReaders stats at a time: on a link of tens of ms per

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"path"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"testing/fstest"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -238,4 +241,72 @@ func TestCancelAndEarlyClose(t *testing.T) {
 		t.Fatalf("cancelled = %v", err)
 	}
 	it.Close()
+}
+
+// statCounter is an fs.FS that counts Stat calls (fs.Stat and the Stat of
+// opened files).
+type statCounter struct {
+	fstest.MapFS
+	stats atomic.Int64
+}
+
+func (c *statCounter) Stat(name string) (fs.FileInfo, error) {
+	c.stats.Add(1)
+	return c.MapFS.Stat(name)
+}
+
+// A pattern with wildcards only in its last element is answered by one
+// listing: no stat per match (two round trips before the first footer on
+// a bucket), directories that match left out, files elsewhere not
+// matched; a pattern with a wildcard directory still globs, and both
+// find the same files.
+func TestReadParquetListsOnce(t *testing.T) {
+	data := writeParquet(t, 0, 10, 5)
+	fsys := &statCounter{MapFS: fstest.MapFS{
+		"d/a.parquet":         {Data: data},
+		"d/b.parquet":         {Data: data},
+		"d/c.csv":             {Data: []byte("x")},
+		"d/sub.parquet/x.bin": {Data: []byte("x")}, // a directory that matches
+		"e/a.parquet":         {Data: data},
+		"d/deeper/z.parquet":  {Data: data},
+		"top.parquet":         {Data: data},
+	}}
+	for _, c := range []struct {
+		pattern string
+		want    []string
+		stats   bool // whether the matches may be stat'ed
+	}{
+		{"d/*.parquet", []string{"d/a.parquet", "d/b.parquet"}, false},
+		{"*.parquet", []string{"top.parquet"}, false},
+		{"?/a.parquet", []string{"d/a.parquet", "e/a.parquet"}, true},
+		{"d/a.parquet", []string{"d/a.parquet"}, true},
+	} {
+		fsys.stats.Store(0)
+		got, err := matchFiles(fsys, c.pattern)
+		if err != nil {
+			t.Fatalf("%s: %v", c.pattern, err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s matched %q, want %q", c.pattern, got, c.want)
+		}
+		if n := fsys.stats.Load(); !c.stats && n != 0 {
+			t.Errorf("%s: %d stats, want none", c.pattern, n)
+		}
+	}
+	for _, bad := range []string{"d/[", "[/*.parquet"} {
+		if _, err := ReadParquet(fsys, bad, nil); !errors.Is(err, path.ErrBadPattern) {
+			t.Errorf("ReadParquet(%q) = %v, want ErrBadPattern", bad, err)
+		}
+	}
+	if _, err := ReadParquet(fsys, "nope/*.parquet", nil); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing directory: %v, want ErrNotExist", err)
+	}
+	ds, err := ReadParquet(fsys, "d/*.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ds.Files(); !slices.Equal(got, []string{"d/a.parquet", "d/b.parquet"}) {
+		t.Errorf("dataset files %q", got)
+	}
 }
