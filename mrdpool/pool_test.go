@@ -307,6 +307,54 @@ func TestBurstSpreadsOverOpeningDownloaders(t *testing.T) {
 	}
 }
 
+// A caller waiting for an open in flight is not stranded when that open
+// fails: it opens a downloader itself.
+func TestWaiterOpensWhenTheOpenItWaitedForFails(t *testing.T) {
+	b := &fakeBackend{data: testkit.RandomBytes(100, 1), shareable: true}
+	p := New(b, &Options{PoolSize: 2})
+	defer p.Close()
+	first, err := p.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Release()
+	gate := make(chan struct{})
+	b.openDelay = gate
+	actx, cancelA := context.WithCancel(context.Background())
+	aErr := make(chan error, 1)
+	go func() {
+		l, err := p.acquire(actx)
+		if err == nil {
+			l.Release()
+		}
+		aErr <- err
+	}()
+	testkit.WaitFor(t, "the second open in flight", func() bool { return b.started.Load() == 2 })
+	bLease := make(chan *lease, 1)
+	go func() {
+		l, err := p.acquire(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		bLease <- l
+	}()
+	testkit.WaitFor(t, "the third caller to wait", func() bool { return p.Stats().Waits == 1 })
+	cancelA()
+	if err := <-aErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled opener: %v, want context.Canceled", err)
+	}
+	testkit.WaitFor(t, "the waiter to open in its place", func() bool { return b.started.Load() == 3 })
+	close(gate)
+	l := <-bLease
+	if l == nil {
+		t.FailNow()
+	}
+	if !l.owner || l.Downloader() == first.Downloader() {
+		t.Errorf("waiter got a shared lease on the first downloader, want its own")
+	}
+	l.Release()
+}
+
 func TestWaitsWhenBackendCannotShare(t *testing.T) {
 	b := &fakeBackend{data: testkit.RandomBytes(100, 1)}
 	p := New(b, &Options{PoolSize: 2})
