@@ -174,8 +174,8 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 // bucket a glob and a stat per match cost two round trips before the
 // first footer; this costs one); an entry of another type (a symlink) is
 // stat'ed. Otherwise it globs and stats the matches (regularFiles). A
-// directory that does not exist matches nothing; another listing error is
-// returned.
+// directory that does not exist, or is a file, matches nothing; another
+// listing error is returned.
 func matchFiles(fsys fs.FS, pattern string) ([]string, error) {
 	if _, err := path.Match(pattern, ""); err != nil {
 		return nil, err
@@ -194,10 +194,12 @@ func matchFiles(fsys fs.FS, pattern string) ([]string, error) {
 		return regularFiles(fsys, files), nil
 	}
 	entries, err := lister.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
 	if err != nil {
+		// As a glob: a directory that is missing or is a file matches
+		// nothing. Any other failure (a server gone) is the answer.
+		if st, serr := fs.Stat(fsys, dir); errors.Is(err, fs.ErrNotExist) || errors.Is(serr, fs.ErrNotExist) || (serr == nil && !st.IsDir()) {
+			return nil, nil
+		}
 		return nil, err
 	}
 	var out, other []string

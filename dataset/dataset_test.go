@@ -299,8 +299,15 @@ func TestReadParquetListsOnce(t *testing.T) {
 			t.Errorf("ReadParquet(%q) = %v, want ErrBadPattern", bad, err)
 		}
 	}
-	if _, err := ReadParquet(fsys, "nope/*.parquet", nil); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("missing directory: %v, want ErrNotExist", err)
+	for _, none := range []string{"nope/*.parquet", "top.parquet/*.parquet"} {
+		if _, err := ReadParquet(fsys, none, nil); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadParquet(%q) = %v, want ErrNotExist (nothing matches)", none, err)
+		}
+	}
+	// A listing that fails is reported, not taken for "no files".
+	failing := failingLister{fsys}
+	if _, err := matchFiles(failing, "d/*.parquet"); !errors.Is(err, errListing) {
+		t.Errorf("failed listing: %v, want it returned", err)
 	}
 	ds, err := ReadParquet(fsys, "d/*.parquet", nil)
 	if err != nil {
@@ -310,3 +317,12 @@ func TestReadParquetListsOnce(t *testing.T) {
 		t.Errorf("dataset files %q", got)
 	}
 }
+
+var errListing = errors.New("listing failed")
+
+// failingLister is an FS whose directory listings fail (a server gone).
+type failingLister struct{ fs.StatFS }
+
+func (failingLister) Open(name string) (fs.File, error) { return nil, errListing }
+
+func (failingLister) ReadDir(string) ([]fs.DirEntry, error) { return nil, errListing }
