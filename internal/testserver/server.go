@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -283,6 +284,21 @@ func (s *Server) object(bucket, name string, generation int64) (storedObject, er
 		Updated:        updated,
 		Data:           c.data,
 	}, nil
+}
+
+// CloseIdleConnections closes the idle connections of every HTTP client
+// this server made (HTTPClient, OpenBucket). With the clients' readers
+// closed too, the server's connections then all end (Stats().ActiveStreams
+// reaches 0), after which no request of theirs can still arrive: a test
+// waits for that before it resets the counters, so a cancelled request
+// still in a socket is not counted as the next client's.
+func (s *Server) CloseIdleConnections() {
+	s.mu.Lock()
+	trs := slices.Clone(s.transports)
+	s.mu.Unlock()
+	for _, tr := range trs {
+		tr.CloseIdleConnections()
+	}
 }
 
 // newTransport returns a fresh HTTP transport for a client of the HTTP
