@@ -43,22 +43,6 @@ func newBenchRig(b *testing.B, size int, zonal bool, opts *gcsfs.Options) *bench
 	if r.http, err = h.HTTPClient(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	if zonal {
-		// The gRPC fake copies an object on its first stream: have it do
-		// so now, unshaped and untimed, not in the first timed iteration
-		// (with b.N = 1 the sequential MRD row measured mostly that copy).
-		// One byte at the end: the FS's record of how files were first read
-		// stays what a fresh FS's is for the open that follows.
-		f, err := r.fs.OpenContext(context.Background(), "big")
-		if err != nil {
-			b.Fatal(err)
-		}
-		var one [1]byte
-		if _, err := f.ReadAt(one[:], int64(size-1)); err != nil {
-			b.Fatal(err)
-		}
-		f.Close()
-	}
 	h.HTTP.SetShape(benchShape)
 	if h.GRPC != nil {
 		h.GRPC.SetShape(benchShape)

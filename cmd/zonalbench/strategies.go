@@ -89,19 +89,6 @@ func startEnv(ctx context.Context, pr profile, patterns []*pattern, grpcConns in
 	if e.fsMRDHedge, err = newFS(gcsfs.Options{Zonal: gcsfs.ZonalOn, GRPCClient: e.grpc, ClientOptions: e.srv.GRPCClientOptions(), Hedge: true}); err != nil {
 		return e, err
 	}
-	// The gRPC fake keeps its own copy of an object, made on first use:
-	// make them now, unshaped, so no timed run pays for it.
-	for name := range objects {
-		f, err := e.fsMRD.OpenContext(ctx, name)
-		if err != nil {
-			return e, err
-		}
-		var one [1]byte
-		_, err = f.ReadAt(one[:], 0)
-		if err = errors.Join(err, f.Close()); err != nil {
-			return e, fmt.Errorf("warm-up read of %s over gRPC: %w", name, err)
-		}
-	}
 	e.srv.HTTP.SetShape(pr.Shape)
 	e.srv.GRPC.SetShape(pr.Shape)
 	// A hedging FS hedges once it has seen gcsfs.HedgeMinSamples times to

@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -164,14 +165,11 @@ func (s *Server) Close() error {
 			s.grpc.close()
 		}
 		s.fake.Stop()
+		s.CloseIdleConnections()
 		s.mu.Lock()
-		trs := s.transports
 		s.transports = nil
 		s.cache = map[objectKey]cachedData{}
 		s.mu.Unlock()
-		for _, tr := range trs {
-			tr.CloseIdleConnections()
-		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = nil
 		}
@@ -224,6 +222,13 @@ func (s *Server) PutObject(bucket, name string, data []byte) (generation int64, 
 		return 0, fmt.Errorf("testserver: put %s/%s: %w", bucket, name, err)
 	}
 	s.lastGen = gen
+	if s.grpc != nil {
+		// The gRPC fake's copy, made now rather than by its first read:
+		// a timed first read would otherwise copy the whole object.
+		s.mu.Lock()
+		s.cache[objectKey{bucket, name}] = cachedData{generation: gen, data: bytes.Clone(data)}
+		s.mu.Unlock()
+	}
 	return gen, nil
 }
 
