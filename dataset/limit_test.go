@@ -14,19 +14,28 @@ import (
 )
 
 // fsLog records, per file, the opens and the ReadAt calls an execution
-// makes: with footers cached by ReadParquet, an open is a footer resolved
-// and a ReadAt is a read task's column-chunk fetch.
+// makes, and the offsets read at: with footers cached by ReadParquet, an
+// open is a footer resolved and a ReadAt is a read task's column-chunk
+// fetch. Call reset before use.
 type fsLog struct {
 	fs.FS
 	mu    sync.Mutex
 	opens map[string]int
 	reads map[string]int
+	offs  map[string]map[int64]bool
 }
 
 func (l *fsLog) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.opens, l.reads = map[string]int{}, map[string]int{}
+	l.opens, l.reads, l.offs = map[string]int{}, map[string]int{}, map[string]map[int64]bool{}
+}
+
+// readAt reports whether a ReadAt of name at off happened.
+func (l *fsLog) readAt(name string, off int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.offs[name][off]
 }
 
 func (l *fsLog) counts() (opened, read int) {
@@ -55,6 +64,10 @@ type loggedFile struct {
 func (f *loggedFile) ReadAt(p []byte, off int64) (int, error) {
 	f.l.mu.Lock()
 	f.l.reads[f.name]++
+	if f.l.offs[f.name] == nil {
+		f.l.offs[f.name] = map[int64]bool{}
+	}
+	f.l.offs[f.name][off] = true
 	f.l.mu.Unlock()
 	return f.File.(io.ReaderAt).ReadAt(p, off)
 }

@@ -2,8 +2,6 @@ package dataset
 
 import (
 	"context"
-	"io"
-	"io/fs"
 	"sync"
 	"testing"
 
@@ -11,44 +9,6 @@ import (
 
 	"github.com/zonalread/zonalread/internal/testkit"
 )
-
-// offsetFS records the offset of every ReadAt on its files.
-type offsetFS struct {
-	fs.FS
-	mu   sync.Mutex
-	offs map[string]map[int64]bool
-}
-
-func (o *offsetFS) Open(name string) (fs.File, error) {
-	f, err := o.FS.Open(name)
-	if _, ok := f.(io.ReaderAt); err != nil || !ok {
-		return f, err
-	}
-	return &offsetFile{File: f, o: o, name: name}, nil
-}
-
-// readAt reports whether a ReadAt of name at off happened.
-func (o *offsetFS) readAt(name string, off int64) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.offs[name][off]
-}
-
-type offsetFile struct {
-	fs.File
-	o    *offsetFS
-	name string
-}
-
-func (f *offsetFile) ReadAt(p []byte, off int64) (int, error) {
-	f.o.mu.Lock()
-	if f.o.offs[f.name] == nil {
-		f.o.offs[f.name] = map[int64]bool{}
-	}
-	f.o.offs[f.name][off] = true
-	f.o.mu.Unlock()
-	return f.File.(io.ReaderAt).ReadAt(p, off)
-}
 
 // The next task's column chunks are fetched while the current task
 // decodes: with one worker, task 0's decode is held in an operator until
@@ -58,7 +18,8 @@ func (f *offsetFile) ReadAt(p []byte, off int64) (int, error) {
 // task 1's chunks were never read while task 0 was held.
 func TestFetchRunsAheadOfDecode(t *testing.T) {
 	base, _ := memFS(t, threeFiles(t))
-	fsys := &offsetFS{FS: base, offs: map[string]map[int64]bool{}}
+	fsys := &fsLog{FS: base}
+	fsys.reset()
 	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 1, TargetBlockBytes: 1, PreserveOrder: true})
 	if err != nil {
 		t.Fatal(err)
