@@ -99,6 +99,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/zonalread/zonalread/gcsfs"
 )
 
 // BlockMetadata describes a block.
@@ -150,21 +152,70 @@ func ReadParquet(fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error
 // error wrapping fs.ErrNotExist when nothing matches, ErrSchemaConflict
 // when files disagree (see the package doc), or the footer's error when
 // more files are unreadable than MaxErroredBlocks allows (unreadable files
-// are skipped by executions, each counted as one errored block).
+// are skipped by executions, each counted as one errored block). ctx
+// bounds the planning's listing, stats and opens on a gcsfs.FS.
+//
+// The dataset is a snapshot: its executions (Iter, ReadUnit, shards, its
+// saved Plan) read the versions of the files whose footers it read, and a
+// file changed since fails with an error wrapping ErrPlanStale rather than
+// yield rows the plan does not describe. On a gcsfs.FS over GCS the files
+// are opened at the versions the listing saw (gcsfs.FS.OpenVersion, which
+// sends no request), so planning costs the listing and one footer read per
+// file, and an execution its data reads only; a file overwritten between
+// the listing and its footer read is planned at its new version.
 func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *ReadOptions) (*Dataset, error) {
-	regular, err := matchFiles(fsys, pattern)
+	matched, err := matchFiles(ctx, fsys, pattern)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %q: %w", pattern, err)
 	}
-	if len(regular) == 0 {
+	if len(matched) == 0 {
 		return nil, fmt.Errorf("dataset: no files match %q: %w", pattern, fs.ErrNotExist)
 	}
-	slices.Sort(regular)
-	d := &Dataset{fsys: fsys, files: regular, opts: opts.normalize(metadataFetchFromEnv()), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
-	if d.schema, err = d.unifiedSchema(ctx); err != nil {
+	slices.SortFunc(matched, func(a, b matchedFile) int { return strings.Compare(a.name, b.name) })
+	d := &Dataset{fsys: fsys, opts: opts.normalize(metadataFetchFromEnv()), footers: &footerCache{m: map[string]*metadata.FileMetaData{}}}
+	listed := make([]*fileIdentity, len(matched))
+	for i, m := range matched {
+		d.files = append(d.files, m.name)
+		listed[i] = m.id
+	}
+	if d.schema, err = d.unifiedSchema(ctx, listed); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// matchedFile is a file a pattern matched, with the version of it the
+// listing or stat that found it saw on a gcsfs.FS (nil elsewhere).
+type matchedFile struct {
+	name string
+	id   *fileIdentity
+}
+
+// matchedOf is the matchedFile of name, which fi describes.
+func matchedOf(fsys fs.FS, name string, fi fs.FileInfo) matchedFile {
+	m := matchedFile{name: name}
+	if _, ok := fsys.(gcsFS); ok {
+		if v, ok := gcsfs.VersionOf(fi); ok {
+			m.id = &fileIdentity{Size: v.Size, Generation: v.Generation, ModTime: v.ModTime}
+		}
+	}
+	return m
+}
+
+// readDir is fs.ReadDir, bounded by ctx on a gcsfs.FS.
+func readDir(ctx context.Context, fsys fs.FS, name string) ([]fs.DirEntry, error) {
+	if g, ok := fsys.(gcsFS); ok {
+		return g.ReadDirContext(ctx, name)
+	}
+	return fs.ReadDir(fsys, name)
+}
+
+// stat is fs.Stat, bounded by ctx on a gcsfs.FS.
+func stat(ctx context.Context, fsys fs.FS, name string) (fs.FileInfo, error) {
+	if g, ok := fsys.(gcsFS); ok {
+		return g.StatContext(ctx, name)
+	}
+	return fs.Stat(fsys, name)
 }
 
 // matchFiles returns the regular files of fsys that match pattern. When
@@ -176,7 +227,7 @@ func ReadParquetContext(ctx context.Context, fsys fs.FS, pattern string, opts *R
 // stat'ed. Otherwise it globs and stats the matches (regularFiles). A
 // directory that does not exist, or is a file, matches nothing; another
 // listing error is returned.
-func matchFiles(fsys fs.FS, pattern string) ([]string, error) {
+func matchFiles(ctx context.Context, fsys fs.FS, pattern string) ([]matchedFile, error) {
 	if _, err := path.Match(pattern, ""); err != nil {
 		return nil, err
 	}
@@ -185,36 +236,41 @@ func matchFiles(fsys fs.FS, pattern string) ([]string, error) {
 	if dir == "" {
 		dir = "."
 	}
-	lister, ok := fsys.(fs.ReadDirFS)
-	if !ok || hasMeta(dir) || !hasMeta(file) {
+	_, lists := fsys.(fs.ReadDirFS)
+	if !lists || hasMeta(dir) || !hasMeta(file) {
 		files, err := fs.Glob(fsys, pattern)
 		if err != nil {
 			return nil, err
 		}
-		return regularFiles(fsys, files), nil
+		return regularFiles(ctx, fsys, files), nil
 	}
-	entries, err := lister.ReadDir(dir)
+	entries, err := readDir(ctx, fsys, dir)
 	if err != nil {
 		// As a glob: a directory that is missing or is a file matches
 		// nothing. Any other failure (a server gone) is the answer.
-		if st, serr := fs.Stat(fsys, dir); errors.Is(err, fs.ErrNotExist) || errors.Is(serr, fs.ErrNotExist) || (serr == nil && !st.IsDir()) {
+		if st, serr := stat(ctx, fsys, dir); errors.Is(err, fs.ErrNotExist) || errors.Is(serr, fs.ErrNotExist) || (serr == nil && !st.IsDir()) {
 			return nil, nil
 		}
 		return nil, err
 	}
-	var out, other []string
+	var out []matchedFile
+	var other []string
 	for _, e := range entries {
 		if ok, _ := path.Match(file, e.Name()); !ok || e.IsDir() {
 			continue
 		}
 		name := path.Join(dir, e.Name())
-		if e.Type().IsRegular() {
-			out = append(out, name)
-		} else {
+		if !e.Type().IsRegular() {
 			other = append(other, name)
+			continue
 		}
+		m := matchedFile{name: name}
+		if fi, err := e.Info(); err == nil {
+			m = matchedOf(fsys, name, fi)
+		}
+		out = append(out, m)
 	}
-	return append(out, regularFiles(fsys, other)...), nil
+	return append(out, regularFiles(ctx, fsys, other)...), nil
 }
 
 // hasMeta reports whether s has path.Match wildcards.
@@ -224,22 +280,24 @@ func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
 // order, footerReaders stats at a time: on a link of tens of ms per
 // request, one stat after another cost a round trip per file before the
 // first footer was read.
-func regularFiles(fsys fs.FS, names []string) []string {
-	regular := make([]bool, len(names))
+func regularFiles(ctx context.Context, fsys fs.FS, names []string) []matchedFile {
+	found := make([]*matchedFile, len(names))
 	var g errgroup.Group
 	g.SetLimit(footerReaders)
 	for i, name := range names {
 		g.Go(func() error {
-			st, err := fs.Stat(fsys, name)
-			regular[i] = err == nil && !st.IsDir()
+			if st, err := stat(ctx, fsys, name); err == nil && !st.IsDir() {
+				m := matchedOf(fsys, name, st)
+				found[i] = &m
+			}
 			return nil
 		})
 	}
 	g.Wait() // the stats return no error: a file that fails one is left out
-	var out []string
-	for i, name := range names {
-		if regular[i] {
-			out = append(out, name)
+	var out []matchedFile
+	for _, m := range found {
+		if m != nil {
+			out = append(out, *m)
 		}
 	}
 	return out

@@ -163,7 +163,7 @@ func TestMissingAndCorrupt(t *testing.T) {
 	badPage := append([]byte(nil), good...)
 	fsys0, _ := memFS(t, map[string][]byte{"a.parquet": good})
 	ds0, _ := ReadParquet(fsys0, "*.parquet", nil)
-	src, err := openSource(context.Background(), ds0.fsys, "a.parquet")
+	src, err := openSource(context.Background(), ds0.fsys, "a.parquet", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,9 +282,13 @@ func TestReadParquetListsOnce(t *testing.T) {
 		{"d/a.parquet", []string{"d/a.parquet"}, true},
 	} {
 		fsys.stats.Store(0)
-		got, err := matchFiles(fsys, c.pattern)
+		matched, err := matchFiles(context.Background(), fsys, c.pattern)
 		if err != nil {
 			t.Fatalf("%s: %v", c.pattern, err)
+		}
+		var got []string
+		for _, m := range matched {
+			got = append(got, m.name)
 		}
 		slices.Sort(got)
 		if !slices.Equal(got, c.want) {
@@ -306,7 +310,7 @@ func TestReadParquetListsOnce(t *testing.T) {
 	}
 	// A listing that fails is reported, not taken for "no files".
 	failing := failingLister{fsys}
-	if _, err := matchFiles(failing, "d/*.parquet"); !errors.Is(err, errListing) {
+	if _, err := matchFiles(context.Background(), failing, "d/*.parquet"); !errors.Is(err, errListing) {
 		t.Errorf("failed listing: %v, want it returned", err)
 	}
 	ds, err := ReadParquet(fsys, "d/*.parquet", nil)

@@ -19,6 +19,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/zonalread/zonalread/gcsfs"
 )
 
 // ErrCorrupt is wrapped by errors for files that are not valid Parquet.
@@ -36,12 +38,13 @@ type readerAtContext interface {
 
 // source is one open Parquet file: a ReaderAt of known size.
 type source struct {
-	name string
-	size int64
-	mod  time.Time
-	gen  int64 // the GCS generation a gcsfs file pinned; 0 when unknown
-	r    io.ReaderAt
-	c    io.Closer
+	name    string
+	size    int64
+	mod     time.Time
+	gen     int64 // the GCS generation a gcsfs file pinned; 0 when unknown
+	r       io.ReaderAt
+	c       io.Closer
+	planned bool // opened at the version a plan names: a change is ErrPlanStale
 }
 
 // generationer is what gcsfs files offer: the generation they pinned.
@@ -52,23 +55,37 @@ func (s *source) identity() fileIdentity {
 	return fileIdentity{Size: s.size, Generation: s.gen, ModTime: s.mod}
 }
 
-// contextOpener is an FS whose Open can be bounded by a context (gcsfs.FS).
-type contextOpener interface {
-	OpenContext(ctx context.Context, name string) (fs.File, error)
+// gcsFS is what a gcsfs.FS offers beyond fs.FS: calls bounded by a
+// context (so closing an execution never waits on a slow server), and
+// opens of a version already known, which cost no round trip on GCS.
+type gcsFS interface {
+	OpenContext(ctx context.Context, name string) (*gcsfs.File, error)
+	OpenVersion(ctx context.Context, name string, v gcsfs.Version) (*gcsfs.File, error)
+	ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, error)
+	StatContext(ctx context.Context, name string) (fs.FileInfo, error)
 }
 
 // openSource opens name for ranged reads; ctx bounds the open (and its
-// stat) when the FS takes one, so closing an execution never waits on a
-// slow server.
-func openSource(ctx context.Context, fsys fs.FS, name string) (*source, error) {
+// stat) when the FS takes one. With a version (pin non-nil) the file is
+// opened at that version: on a gcsfs.FS without a stat where it can be
+// (gcsfs.FS.OpenVersion), elsewhere by a stat that must match it; a file
+// that is no longer that version fails, at the open or at a read, with an
+// error wrapping ErrPlanStale.
+func openSource(ctx context.Context, fsys fs.FS, name string, pin *fileIdentity) (*source, error) {
 	var f fs.File
 	var err error
-	if co, ok := fsys.(contextOpener); ok {
-		f, err = co.OpenContext(ctx, name)
-	} else {
+	switch g, ok := fsys.(gcsFS); {
+	case ok && pin != nil:
+		f, err = nilFile(g.OpenVersion(ctx, name, gcsfs.Version{Size: pin.Size, Generation: pin.Generation, ModTime: pin.ModTime}))
+	case ok:
+		f, err = nilFile(g.OpenContext(ctx, name))
+	default:
 		f, err = fsys.Open(name)
 	}
 	if err != nil {
+		if pin != nil && errors.Is(err, gcsfs.ErrObjectChanged) {
+			return nil, fmt.Errorf("dataset: %s: %w: %w", name, ErrPlanStale, err)
+		}
 		return nil, err
 	}
 	ra, ok := f.(io.ReaderAt)
@@ -81,11 +98,35 @@ func openSource(ctx context.Context, fsys fs.FS, name string) (*source, error) {
 		f.Close()
 		return nil, err
 	}
-	src := &source{name: name, size: st.Size(), mod: st.ModTime(), r: ra, c: f}
+	src := &source{name: name, size: st.Size(), mod: st.ModTime(), r: ra, c: f, planned: pin != nil}
 	if g, ok := f.(generationer); ok {
 		src.gen = g.Generation()
 	}
+	if pin != nil {
+		if err := stale(*pin, src); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return src, nil
+}
+
+// nilFile returns a gcsfs open's result as an fs.File, nil (not a nil
+// *gcsfs.File) on error.
+func nilFile(f *gcsfs.File, err error) (fs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// readErr is err of a read of s: an object changed under a source opened
+// at a planned version is ErrPlanStale.
+func (s *source) readErr(err error) error {
+	if s.planned && errors.Is(err, gcsfs.ErrObjectChanged) {
+		return fmt.Errorf("%w: %w", ErrPlanStale, err)
+	}
+	return err
 }
 
 func (s *source) readAt(ctx context.Context, p []byte, off int64) error {
@@ -102,7 +143,7 @@ func (s *source) readAt(ctx context.Context, p []byte, off int64) error {
 	if err == nil || err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	return err
+	return s.readErr(err)
 }
 
 // readFooter reads, checks and parses the file's footer with one ranged
@@ -245,8 +286,10 @@ func (c *footerCache) put(name string, md *metadata.FileMetaData) {
 }
 
 // unifiedSchema reads every footer (caching them) and unifies the files'
-// projected schemas.
-func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
+// projected schemas. listed holds the versions a listing saw (nil, or
+// d.files' entries): a file is opened at its listed version, which on
+// GCS costs no round trip; one changed since is opened anew.
+func (d *Dataset) unifiedSchema(ctx context.Context, listed []*fileIdentity) (*arrow.Schema, error) {
 	d.read = make([]fileFooter, len(d.files))
 	cols := make([]*fileColumns, len(d.files))
 	errs := make([]error, len(d.files))
@@ -254,7 +297,14 @@ func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
 	g.SetLimit(footerReaders)
 	for i, name := range d.files {
 		g.Go(func() error {
-			src, md, err := d.openFooter(ctx, i)
+			var pin *fileIdentity
+			if listed != nil {
+				pin = listed[i]
+			}
+			src, md, err := d.openFooter(ctx, i, pin)
+			if pin != nil && errors.Is(err, ErrPlanStale) {
+				src, md, err = d.openFooter(ctx, i, nil)
+			}
 			if err == nil {
 				src.c.Close()
 				d.read[i] = fileFooter{id: src.identity(), md: md}
@@ -286,20 +336,15 @@ func (d *Dataset) unifiedSchema(ctx context.Context) (*arrow.Schema, error) {
 	return unify(names, good, d.opts.Columns)
 }
 
-// openFooter opens file i and returns it with its footer: the cached one
-// when the file is unchanged, else one read and cached now. The file is
-// closed when the footer fails.
-func (d *Dataset) openFooter(ctx context.Context, i int) (*source, *metadata.FileMetaData, error) {
+// openFooter opens file i, at version pin when it is non-nil (see
+// openSource), and returns it with its footer: the cached one when the
+// file is unchanged, else one read and cached now. The file is closed when
+// the footer fails.
+func (d *Dataset) openFooter(ctx context.Context, i int, pin *fileIdentity) (*source, *metadata.FileMetaData, error) {
 	name := d.files[i]
-	src, err := openSource(ctx, d.fsys, name)
+	src, err := openSource(ctx, d.fsys, name, pin)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: open %s: %w", name, err)
-	}
-	if d.saved != nil {
-		if err := stale(d.read[i].id, src); err != nil {
-			src.c.Close()
-			return nil, nil, err
-		}
 	}
 	md, err := d.footerOf(ctx, src)
 	if err != nil {
@@ -307,6 +352,18 @@ func (d *Dataset) openFooter(ctx context.Context, i int) (*source, *metadata.Fil
 		return nil, nil, err
 	}
 	return src, md, nil
+}
+
+// planned is the version of file i the dataset's plan was made from: an
+// execution reads that version or fails with ErrPlanStale. It is nil for a
+// file whose footer ReadParquet could not read (an execution tries it
+// anew).
+func (d *Dataset) planned(i int) *fileIdentity {
+	if d.saved == nil && d.read[i].md == nil {
+		return nil
+	}
+	id := d.read[i].id
+	return &id
 }
 
 // footerOf returns the footer of the open file src: the cached one when
@@ -325,7 +382,7 @@ func (d *Dataset) footerOf(ctx context.Context, src *source) (*metadata.FileMeta
 
 // resolveFooter opens file i and resolves its footer for an execution.
 func (d *Dataset) resolveFooter(ctx context.Context, i int) footerResult {
-	src, md, err := d.openFooter(ctx, i)
+	src, md, err := d.openFooter(ctx, i, d.planned(i))
 	if err != nil {
 		return footerResult{idx: i, err: err}
 	}

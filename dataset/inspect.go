@@ -35,7 +35,7 @@ func Inspect(ctx context.Context, fsys fs.FS, name string) (info *FileInfo, err 
 			info, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, r)
 		}
 	}()
-	src, err := openSource(ctx, fsys, name)
+	src, err := openSource(ctx, fsys, name, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -200,7 +200,7 @@ func fetchRanges(ctx context.Context, src *source, fr *fetched) error {
 		}
 		data, err := rr.ReadRanges(ctx, rs)
 		if err != nil {
-			return fmt.Errorf("dataset: %s: read %d ranges: %w", src.name, len(rs), err)
+			return fmt.Errorf("dataset: %s: read %d ranges: %w", src.name, len(rs), src.readErr(err))
 		}
 		copy(fr.data, data)
 		return nil

@@ -20,9 +20,10 @@ import (
 )
 
 // ErrPlanStale is wrapped by the error of reading a unit (ReadUnit, a
-// shard, a dataset opened from a saved plan) whose file is no longer the
-// version the plan was made from: another generation, or another size.
-// The file is then not read.
+// shard, an execution of any dataset) whose file is no longer the version
+// the plan was made from: another generation, or another size (or, without
+// generations, another modification time). No row of the new version is
+// read.
 var ErrPlanStale = errors.New("dataset: file changed since the plan was made")
 
 // Unit is one read of a plan: rows [RowOffset, RowOffset+Rows) of the row
@@ -185,18 +186,18 @@ func (d *Dataset) readUnit(ctx context.Context, u Unit, emit func(arrow.RecordBa
 	if !ok {
 		return readStats{}, fmt.Errorf("dataset: read unit: %s is not a file of the dataset: %w", u.File, fs.ErrNotExist)
 	}
-	src, err := openSource(ctx, d.fsys, u.File)
+	unitID := fileIdentity{Size: u.FileSize, Generation: u.Generation}
+	pin := d.planned(i)
+	if pin == nil {
+		pin = &unitID
+	}
+	src, err := openSource(ctx, d.fsys, u.File, pin)
 	if err != nil {
 		return readStats{}, fmt.Errorf("dataset: open %s: %w", u.File, err)
 	}
 	defer src.c.Close()
-	if err := stale(fileIdentity{Size: u.FileSize, Generation: u.Generation}, src); err != nil {
+	if err := stale(unitID, src); err != nil {
 		return readStats{}, err
-	}
-	if d.saved != nil {
-		if err := stale(d.read[i].id, src); err != nil {
-			return readStats{}, err
-		}
 	}
 	md, err := d.footerOf(ctx, src)
 	if err != nil {

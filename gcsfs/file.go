@@ -84,24 +84,10 @@ func (f *FS) OpenContext(ctx context.Context, name string) (*File, error) {
 // openFile is OpenContext; mayFetch lets the open fetch the first window
 // with its stat.
 func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, error) {
-	if !fs.ValidPath(name) || name == "." {
-		return nil, pathErr("open", name, fs.ErrInvalid)
+	if err := f.mayOpen(ctx, name); err != nil {
+		return nil, err
 	}
-	if f.isClosed() {
-		return nil, pathErr("open", name, fs.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, pathErr("open", name, err)
-	}
-	poolOpts := &mrdpool.Options{
-		PoolSize: f.opts.PoolSize, Retries: f.opts.Retries,
-		StallTimeout: f.opts.StallTimeout, Logger: f.opts.Logger, Object: name,
-		Observe: f.link.observe,
-	}
-	if f.opts.Hedge {
-		q := f.opts.HedgeQuantile
-		poolOpts.HedgeDelay = func() (time.Duration, bool) { return f.link.hedgeDelay(q) }
-	}
+	poolOpts := f.poolOptions(name)
 	if mayFetch {
 		if file, ok, err := f.openReading(ctx, name, poolOpts); ok {
 			if err != nil {
@@ -122,6 +108,35 @@ func (f *FS) openFile(ctx context.Context, name string, mayFetch bool) (*File, e
 		return nil, pathErr("open", name, err)
 	}
 	return f.newFile(name, info, pool)
+}
+
+// mayOpen fails an open of name that cannot start: a bad name, a closed
+// FS, a done ctx.
+func (f *FS) mayOpen(ctx context.Context, name string) error {
+	if !fs.ValidPath(name) || name == "." {
+		return pathErr("open", name, fs.ErrInvalid)
+	}
+	if f.isClosed() {
+		return pathErr("open", name, fs.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return pathErr("open", name, err)
+	}
+	return nil
+}
+
+// poolOptions are the options of the pool of a file of this FS.
+func (f *FS) poolOptions(name string) *mrdpool.Options {
+	o := &mrdpool.Options{
+		PoolSize: f.opts.PoolSize, Retries: f.opts.Retries,
+		StallTimeout: f.opts.StallTimeout, Logger: f.opts.Logger, Object: name,
+		Observe: f.link.observe,
+	}
+	if f.opts.Hedge {
+		q := f.opts.HedgeQuantile
+		o.HedgeDelay = func() (time.Duration, bool) { return f.link.hedgeDelay(q) }
+	}
+	return o
 }
 
 // openBlob stats name on a bucket read through gocloud (range readers)

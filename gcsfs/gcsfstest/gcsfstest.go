@@ -51,6 +51,7 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"Errors", testErrors},
 		{"Overwritten", testOverwritten},
+		{"OpenVersion", testOpenVersion},
 		{"ContextCanceled", testContextCanceled},
 		{"CloseFS", testCloseFS},
 	}

@@ -1,0 +1,71 @@
+package gcsfs_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testkit"
+)
+
+// On GCS over HTTP, OpenVersion of a listed version sends no request: a
+// read of the file's tail is the first (and only) round trip, and it reads
+// the listed generation. After an overwrite the same open fails at its
+// first read with ErrObjectChanged, having sent no metadata request.
+func TestOpenVersionSendsNoRequest(t *testing.T) {
+	srv, fsys, objs := openReadRig(t)
+	entries, err := fsys.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string]gcsfs.Version{}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := gcsfs.VersionOf(info); ok {
+			versions[e.Name()] = v
+		}
+	}
+	v := versions["b"]
+	if v.Generation == 0 || v.Size != int64(len(objs["b"])) {
+		t.Fatalf("the listing's version of b: %+v", v)
+	}
+	srv.HTTP.ResetStats()
+	file, err := fsys.OpenVersion(context.Background(), "b", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.HTTP.Stats(); st.MetadataRequests != 0 || st.Requests != 0 {
+		t.Fatalf("OpenVersion sent %d metadata and %d data requests, want none", st.MetadataRequests, st.Requests)
+	}
+	tail := make([]byte, 64<<10)
+	off := file.Size() - int64(len(tail))
+	if _, err := file.ReadAtContext(context.Background(), tail, off); err != nil {
+		t.Fatal(err)
+	}
+	testkit.SameBytes(t, "tail", tail, objs["b"][off:])
+	if st := srv.HTTP.Stats(); st.MetadataRequests != 0 || st.Requests != 1 {
+		t.Fatalf("OpenVersion and a read sent %d metadata and %d data requests, want 0 and 1", st.MetadataRequests, st.Requests)
+	}
+	if file.Generation() != v.Generation {
+		t.Fatalf("generation %d, want %d", file.Generation(), v.Generation)
+	}
+	file.Close()
+
+	srv.Put(t, "b", testkit.RandomBytes(len(objs["b"]), 99)) // same size, new generation
+	srv.HTTP.ResetStats()
+	file, err = fsys.OpenVersion(context.Background(), "b", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := file.ReadAtContext(context.Background(), tail, off); !errors.Is(err, gcsfs.ErrObjectChanged) {
+		t.Fatalf("read of an overwritten version = %v, want ErrObjectChanged", err)
+	}
+	if st := srv.HTTP.Stats(); st.MetadataRequests != 0 {
+		t.Fatalf("%d metadata requests", st.MetadataRequests)
+	}
+}
