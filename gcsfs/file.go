@@ -153,7 +153,12 @@ func (f *FS) openBlob(ctx context.Context, name string, poolOpts *mrdpool.Option
 
 // openZonal opens name's pool on a zonal bucket: the first multi-range
 // downloader's open returns the object's size and generation, so it is
-// the stat, and a first read then costs no extra round trip.
+// the stat, and a first read then costs no extra round trip. An object
+// large enough for a read to span Concurrency parts has the pool's other
+// streams opened now, in the background (mrdpool Pool.Warm), so that its
+// first parallel read (a window, ReadRanges after a footer read) finds
+// them open rather than wait a round trip for their opens; a smaller one
+// opens streams as reads need them.
 func (f *FS) openZonal(ctx context.Context, name string, poolOpts *mrdpool.Options) (mrdpool.ObjectInfo, *mrdpool.Pool, error) {
 	backend := mrdpool.NewMRDBackend(f.grpc, f.name, name, nil).WithRetry(f.opts.retryOptions()...)
 	pool := mrdpool.New(backend, poolOpts)
@@ -163,6 +168,9 @@ func (f *FS) openZonal(ctx context.Context, name string, poolOpts *mrdpool.Optio
 	if err = f.boundErr(octx, err, "open "+name); err != nil {
 		pool.Close()
 		return info, nil, err
+	}
+	if info.Size/int64(f.opts.Concurrency) >= f.minPartSize() {
+		pool.Warm(f.opts.Concurrency)
 	}
 	return info, pool, nil
 }

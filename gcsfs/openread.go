@@ -78,9 +78,8 @@ func (f *FS) openReading(ctx context.Context, name string, poolOpts *mrdpool.Opt
 	w := int64(f.buffers.Fit(int(f.firstWindow())))
 	bctx, bcancel := f.bound(ctx)
 	defer bcancel()
-	// The parts the engine would cut the window into (prefetch owns the
-	// MinPartSize default).
-	parts := byterange.Split(w, f.opts.Concurrency, defaults.Positive(f.opts.MinPartSize, prefetch.DefaultMinPartSize))
+	// The parts the engine would cut the window into.
+	parts := byterange.Split(w, f.opts.Concurrency, f.minPartSize())
 	gets := getParts(bctx, parts, src.get)
 	info, pool, err := src.open(ctx)
 	got := gets.wait()
@@ -171,6 +170,12 @@ func (f *FS) zonalReading(name string, poolOpts *mrdpool.Options) readingSource 
 // cleanly: a gRPC read checks each message's checksum after it has handed
 // out the message's bytes.
 type checksummed struct{ io.ReadCloser }
+
+// minPartSize is Options.MinPartSize, or prefetch's default for it
+// (prefetch owns that default).
+func (f *FS) minPartSize() int64 {
+	return defaults.Positive(f.opts.MinPartSize, prefetch.DefaultMinPartSize)
+}
 
 // firstWindow is what an open that fetches fetches: the link's
 // bandwidth-delay product (BlockSize before it is known), up to

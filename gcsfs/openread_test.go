@@ -229,3 +229,55 @@ func TestOpenAfterRandomReadsFetchesNothing(t *testing.T) {
 		t.Fatalf("a 4 KiB random read made the server send %d bytes", st.Bytes)
 	}
 }
+
+// On a zonal bucket, opening an object large enough for a read to span
+// Concurrency parts opens the pool's other streams in the background, so
+// a vectored read after a footer read finds them open and opens none; a
+// smaller object opens one stream, and reads open more as they need them.
+func TestZonalOpenWarmsLargeObjects(t *testing.T) {
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{fakeBucket}})
+	large, small := testkit.RandomBytes(3<<20, 70), testkit.RandomBytes(1<<20, 71)
+	srv.Put(t, "large", large)
+	srv.Put(t, "small", small)
+	fsys, err := gcsfs.New(context.Background(), srv.Blob, &gcsfs.Options{BucketName: fakeBucket, Zonal: gcsfs.ZonalOn,
+		GRPCClient: srv.GRPCStorage, Concurrency: 4, MinPartSize: 512 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	ctx := context.Background()
+
+	f, err := fsys.OpenContext(ctx, "large") // 3 MiB: 4 parts of >= 512 KiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	testkit.WaitFor(t, "the large object's 4 streams to open", func() bool { return f.Stats().Downloaders == 4 })
+	tail := make([]byte, 8<<10)
+	if _, err := f.ReadAtContext(ctx, tail, f.Size()-int64(len(tail))); err != nil {
+		t.Fatal(err)
+	}
+	rs := []gcsfs.Range{{Offset: 0, Length: 1 << 20}, {Offset: 1 << 20, Length: 1 << 20}, {Offset: 2 << 20, Length: 1 << 20}}
+	got, err := f.ReadRanges(ctx, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		testkit.SameBytes(t, fmt.Sprint("range ", i), got[i], large[r.Offset:r.Offset+r.Length])
+	}
+	if n := f.Stats().Downloaders; n != 4 {
+		t.Fatalf("the reads opened %d streams beyond the 4 the open warmed", n-4)
+	}
+
+	s, err := fsys.OpenContext(ctx, "small") // 1 MiB: less than 4 parts
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := s.Stats().Downloaders; n != 1 {
+		t.Fatalf("opening a small object opened %d streams, want 1", n)
+	}
+	if got := readAllSum(t, s); got != sha256.Sum256(small) {
+		t.Fatal("small: bytes differ")
+	}
+}

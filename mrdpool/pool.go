@@ -369,14 +369,33 @@ func (p *Pool) acquireFor(ctx context.Context, share bool) (*lease, error) {
 }
 
 // warmLocked starts the Warm opens with the pool's first open (counted in
-// p.opening by the caller): background opens until Warm are open or
-// opening. It does so once.
+// p.opening by the caller). It does so once.
 func (p *Pool) warmLocked() {
 	if p.warmed || len(p.all) > 0 {
 		return
 	}
 	p.warmed = true
-	for len(p.all)+p.opening < p.opts.Warm {
+	p.openUpToLocked(p.opts.Warm)
+}
+
+// Warm starts background opens until n downloaders (at most PoolSize) are
+// open or opening, and returns at once: for a caller that learns only from
+// the first open (the object's size) that the object will be read over
+// many streams, so that its first parallel read finds them open instead of
+// paying an open's round trip. Failed opens are dropped, as Options.Warm's
+// are. On a closed pool it does nothing.
+func (p *Pool) Warm(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.openUpToLocked(min(n, p.opts.PoolSize))
+	}
+}
+
+// openUpToLocked starts background opens until n downloaders are open or
+// opening; each is released to the free queue, or ends with the pool.
+func (p *Pool) openUpToLocked(n int) {
+	for len(p.all)+p.opening < n {
 		p.opening++
 		go func() {
 			l, err := p.open(p.ctx)

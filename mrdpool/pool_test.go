@@ -556,3 +556,30 @@ func TestLostCallbackDoesNotLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Warm, called once the first open has told the caller the object is
+// large, opens downloaders up to n (at most PoolSize) in the background;
+// on a closed pool it opens nothing.
+func TestWarmAfterFirstOpen(t *testing.T) {
+	b := &fakeBackend{data: testkit.RandomBytes(1000, 1), shareable: true}
+	p := New(b, &Options{PoolSize: 5})
+	if _, err := p.Info(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.started.Load(); n != 1 {
+		t.Fatalf("%d opens before Warm, want 1", n)
+	}
+	p.Warm(100)
+	testkit.WaitFor(t, "the pool to open up to PoolSize", func() bool { return p.Stats().Opened == 5 })
+	p.Warm(100)
+	if n := b.started.Load(); n != 5 {
+		t.Fatalf("%d opens after warming a full pool, want 5", n)
+	}
+	p.Close()
+	q := New(b, &Options{PoolSize: 5})
+	q.Close()
+	q.Warm(3)
+	if n := b.started.Load(); n != 5 {
+		t.Fatalf("Warm on a closed pool opened %d", n-5)
+	}
+}
