@@ -83,8 +83,8 @@ func openSource(ctx context.Context, fsys fs.FS, name string, pin *fileIdentity)
 		f, err = fsys.Open(name)
 	}
 	if err != nil {
-		if pin != nil && errors.Is(err, gcsfs.ErrObjectChanged) {
-			return nil, fmt.Errorf("dataset: %s: %w: %w", name, ErrPlanStale, err)
+		if pin != nil {
+			err = planStale(err)
 		}
 		return nil, err
 	}
@@ -123,7 +123,16 @@ func nilFile(f *gcsfs.File, err error) (fs.File, error) {
 // readErr is err of a read of s: an object changed under a source opened
 // at a planned version is ErrPlanStale.
 func (s *source) readErr(err error) error {
-	if s.planned && errors.Is(err, gcsfs.ErrObjectChanged) {
+	if s.planned {
+		return planStale(err)
+	}
+	return err
+}
+
+// planStale is err of an open or read of a planned version: one saying
+// the object changed also wraps ErrPlanStale.
+func planStale(err error) error {
+	if errors.Is(err, gcsfs.ErrObjectChanged) {
 		return fmt.Errorf("%w: %w", ErrPlanStale, err)
 	}
 	return err

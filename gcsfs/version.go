@@ -36,39 +36,27 @@ func VersionOf(fi fs.FileInfo) (v Version, ok bool) {
 // the open only. Errors are those of OpenContext, and an error wrapping
 // ErrObjectChanged when the object is not v.
 //
-// On GCS over HTTP, a v with a generation opens without a request: the
-// first read is the first round trip, and every read is of generation
-// v.Generation or fails with an error wrapping ErrObjectChanged (the
-// object was overwritten or deleted, and that generation is gone; the
-// error says so at that read, not at the open). Elsewhere (a zonal bucket,
-// whose first read needs its multi-range downloader's open anyway; a
-// bucket without generations; a v without one) the open stats the object
-// as OpenContext does and fails unless it is v (an object that no longer
-// exists fails with an error wrapping both fs.ErrNotExist and
-// ErrObjectChanged): the same size, and the
-// same generation where both sides know one, else the same modification
-// time where both know it. A v
-// with a negative size fails with an error wrapping fs.ErrInvalid.
+// On GCS, zonal or not, a v with a generation opens without a request:
+// the first read is the first round trip (on a zonal bucket, its
+// multi-range downloader opens at that generation as a File's opens
+// always do, and the pool opens streams as reads need them, never ahead),
+// and every read is of generation v.Generation or fails with an error
+// wrapping ErrObjectChanged (the object was overwritten or deleted and
+// that generation is gone; the error comes at that read, not at the
+// open). Elsewhere (a bucket without generations, a v without one) the
+// open stats the object as OpenContext does and fails unless it is v (an
+// object that no longer exists fails with an error wrapping both
+// fs.ErrNotExist and ErrObjectChanged): the same size, and the same
+// generation where both sides know one, else the same modification time
+// where both know it. A v with a negative size fails with an error
+// wrapping fs.ErrInvalid.
 func (f *FS) OpenVersion(ctx context.Context, name string, v Version) (*File, error) {
 	if v.Size < 0 {
 		return nil, pathErr("open", name, fmt.Errorf("version of %d bytes: %w", v.Size, fs.ErrInvalid))
 	}
 	var gcs *storage.Client
-	if f.zonal || v.Generation == 0 || !f.bucket.As(&gcs) {
-		file, err := f.openFile(ctx, name, false)
-		var pe *fs.PathError
-		if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) {
-			return nil, pathErr("open", name, fmt.Errorf("%w: it no longer exists: %w", ErrObjectChanged, pe.Err))
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !v.matches(file.info) {
-			file.Close()
-			return nil, pathErr("open", name, fmt.Errorf("%w: it is generation %d of %d bytes modified %v, not generation %d of %d bytes modified %v",
-				ErrObjectChanged, file.info.Generation, file.info.Size, file.info.ModTime, v.Generation, v.Size, v.ModTime))
-		}
-		return file, nil
+	if v.Generation == 0 || !(f.zonal || f.bucket.As(&gcs)) {
+		return f.openStatVersion(ctx, name, v)
 	}
 	if err := f.mayOpen(ctx, name); err != nil {
 		return nil, err
@@ -76,8 +64,32 @@ func (f *FS) OpenVersion(ctx context.Context, name string, v Version) (*File, er
 	info := mrdpool.ObjectInfo{Size: v.Size, Generation: v.Generation, ModTime: v.ModTime}
 	poolOpts := f.poolOptions(name)
 	poolOpts.Info = &info
-	backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
+	var backend mrdpool.Backend
+	if f.zonal {
+		backend = mrdpool.NewMRDBackend(f.grpc, f.name, name, &info).WithRetry(f.opts.retryOptions()...)
+	} else {
+		backend = mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
+	}
 	return f.newFile(name, info, mrdpool.New(backend, poolOpts))
+}
+
+// openStatVersion is OpenVersion where the version cannot be pinned
+// without a stat: it opens name and checks it is v.
+func (f *FS) openStatVersion(ctx context.Context, name string, v Version) (*File, error) {
+	file, err := f.openFile(ctx, name, false)
+	var pe *fs.PathError
+	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) {
+		return nil, pathErr("open", name, fmt.Errorf("%w: it no longer exists: %w", ErrObjectChanged, pe.Err))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !v.matches(file.info) {
+		file.Close()
+		return nil, pathErr("open", name, fmt.Errorf("%w: it is generation %d of %d bytes modified %v, not generation %d of %d bytes modified %v",
+			ErrObjectChanged, file.info.Generation, file.info.Size, file.info.ModTime, v.Generation, v.Size, v.ModTime))
+	}
+	return file, nil
 }
 
 // matches reports whether the opened object info is version v.

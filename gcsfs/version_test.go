@@ -69,3 +69,51 @@ func TestOpenVersionSendsNoRequest(t *testing.T) {
 		t.Fatalf("%d metadata requests", st.MetadataRequests)
 	}
 }
+
+// On a zonal bucket too, OpenVersion sends nothing: no stream opens until
+// the first read, which opens one (no warming ahead of reads, so a
+// footer read costs one stream), reads the listed generation, and after
+// an overwrite fails with ErrObjectChanged or still reads that generation.
+func TestZonalOpenVersionSendsNoRequest(t *testing.T) {
+	srv, fsys, objs := openReadRigOn(t, true)
+	st, err := fsys.Stat("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := gcsfs.VersionOf(st)
+	if !ok || v.Generation == 0 {
+		t.Fatalf("version of b: %+v", v)
+	}
+	srv.GRPC.ResetStats()
+	file, err := fsys.OpenVersion(context.Background(), "b", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.GRPC.Stats(); st.Streams != 0 || st.Requests != 0 || st.MetadataRequests != 0 {
+		t.Fatalf("OpenVersion opened %d streams and sent %d data and %d metadata requests, want none", st.Streams, st.Requests, st.MetadataRequests)
+	}
+	tail := make([]byte, 64<<10)
+	off := file.Size() - int64(len(tail))
+	if _, err := file.ReadAtContext(context.Background(), tail, off); err != nil {
+		t.Fatal(err)
+	}
+	testkit.SameBytes(t, "tail", tail, objs["b"][off:])
+	if st := srv.GRPC.Stats(); st.Streams != 1 {
+		t.Fatalf("a read after OpenVersion opened %d streams, want 1", st.Streams)
+	}
+	file.Close()
+
+	srv.Put(t, "b", testkit.RandomBytes(len(objs["b"]), 98))
+	file, err = fsys.OpenVersion(context.Background(), "b", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	_, err = file.ReadAtContext(context.Background(), tail, off)
+	switch {
+	case err == nil:
+		testkit.SameBytes(t, "tail of the pinned generation", tail, objs["b"][off:])
+	case !errors.Is(err, gcsfs.ErrObjectChanged):
+		t.Fatalf("read of an overwritten version = %v, want ErrObjectChanged or the old bytes", err)
+	}
+}
