@@ -3,6 +3,7 @@ package gcsfs_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/zonalread/zonalread/gcsfs"
@@ -115,5 +116,34 @@ func TestZonalOpenVersionSendsNoRequest(t *testing.T) {
 		testkit.SameBytes(t, "tail of the pinned generation", tail, objs["b"][off:])
 	case !errors.Is(err, gcsfs.ErrObjectChanged):
 		t.Fatalf("read of an overwritten version = %v, want ErrObjectChanged or the old bytes", err)
+	}
+}
+
+// A version with the object's generation but another size (a caller's
+// mistake, or a hostile plan) never cuts a read short or reads past the
+// object's end: the first read fails with ErrObjectChanged, on HTTP and on
+// a zonal bucket, for a size too small, too large and near MaxInt64.
+func TestOpenVersionWrongSize(t *testing.T) {
+	for _, zonal := range []bool{false, true} {
+		_, fsys, objs := openReadRigOn(t, zonal)
+		st, err := fsys.Stat("c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := gcsfs.VersionOf(st)
+		for _, size := range []int64{v.Size - 1, v.Size + 1, math.MaxInt64} {
+			w := v
+			w.Size = size
+			file, err := fsys.OpenVersion(context.Background(), "c", w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4096)
+			_, err = file.ReadAtContext(context.Background(), buf, 0)
+			file.Close()
+			if !errors.Is(err, gcsfs.ErrObjectChanged) {
+				t.Fatalf("zonal %v: read of a %d-byte version of a %d-byte object = %v, want ErrObjectChanged", zonal, size, len(objs["c"]), err)
+			}
+		}
 	}
 }

@@ -219,6 +219,12 @@ func (d *blobDownloader) checkSame(r *blob.Reader) error {
 		if g := sr.Attrs.Generation; d.info.Generation != 0 && g != 0 && g != d.info.Generation {
 			return d.changed(fmt.Sprintf("now has generation %d", g), nil)
 		}
+		if sr.Attrs.Size != d.info.Size {
+			// The pinned generation, but not the pinned size: an info
+			// known wrong (OpenVersion's caller), which would cut reads
+			// short or send them past the end.
+			return d.changed(fmt.Sprintf("has %d bytes, not %d", sr.Attrs.Size, d.info.Size), nil)
+		}
 		return nil
 	}
 	if r.Size() != d.info.Size || (!d.info.ModTime.IsZero() && !r.ModTime().Equal(d.info.ModTime)) {

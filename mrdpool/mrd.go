@@ -74,6 +74,7 @@ func (b *MRDBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 			obj = obj.ReadHandle(b.handle)
 		}
 	}
+	byHandle := b.handle != nil
 	b.mu.Unlock()
 
 	type result struct {
@@ -117,11 +118,15 @@ func (b *MRDBackend) Open(ctx context.Context) (Downloader, ObjectInfo, error) {
 	if b.info == nil {
 		b.info = &info
 	} else {
-		// Reopened by generation or handle: the size it reports may be 0.
-		if info.Generation != 0 && b.info.Generation != 0 && info.Generation != b.info.Generation {
+		// Opened by generation or reopened by handle: a reopen by handle
+		// may report a size of 0; an open without one reports the size of
+		// the generation it opened, which must be the pinned one (a caller
+		// may have pinned a size it knew wrong).
+		sizeKnown := info.Size != 0 || !byHandle
+		if (info.Generation != 0 && b.info.Generation != 0 && info.Generation != b.info.Generation) || (sizeKnown && info.Size != b.info.Size) {
 			r.mrd.Close()
 			mcancel()
-			return nil, ObjectInfo{}, fmt.Errorf("%w: %s opened generation %d, pinned %d", ErrObjectChanged, b.object, info.Generation, b.info.Generation)
+			return nil, ObjectInfo{}, fmt.Errorf("%w: %s opened generation %d of %d bytes, pinned generation %d of %d bytes", ErrObjectChanged, b.object, info.Generation, info.Size, b.info.Generation, b.info.Size)
 		}
 		if b.info.Generation == 0 {
 			b.info.Generation = info.Generation

@@ -474,11 +474,14 @@ func (p *Pool) open(ctx context.Context) (*lease, error) {
 		d.Close()
 		return nil, errBadSize(info.Size)
 	}
-	if p.pinned && p.info.Generation != 0 && info.Generation != 0 && info.Generation != p.info.Generation {
-		gen := p.info.Generation
+	if p.pinned && (info.Size != p.info.Size || (p.info.Generation != 0 && info.Generation != 0 && info.Generation != p.info.Generation)) {
+		// Another generation, or a pinned size this generation does not
+		// have (an info the caller knew wrong): reads of it would be cut
+		// short or run past its end.
+		pinned := p.info
 		p.mu.Unlock()
 		d.Close()
-		return nil, fmt.Errorf("%w: opened generation %d, pinned %d", ErrObjectChanged, info.Generation, gen)
+		return nil, fmt.Errorf("%w: opened generation %d of %d bytes, pinned generation %d of %d bytes", ErrObjectChanged, info.Generation, info.Size, pinned.Generation, pinned.Size)
 	}
 	if !p.pinned {
 		p.info, p.pinned = info, true
