@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -144,6 +145,32 @@ func TestPlanningRetriesAListedVersionSinceChanged(t *testing.T) {
 	rows := collect(t, ds.Iter(context.Background()))
 	if len(rows) != 25000 || rows[10000].id != 70000 || rows[14999].id != 74999 || rows[15000].id != 20000 {
 		t.Fatalf("%d rows; want part-1's new 5000", len(rows))
+	}
+}
+
+// A file deleted between the listing and its footer read fails planning
+// with an error wrapping fs.ErrNotExist that names it (not ErrPlanStale:
+// no plan was made yet); with MaxErroredBlocks it is skipped and the
+// others are read whole.
+func TestPlanningAListedFileSinceDeleted(t *testing.T) {
+	srv, fsys, _ := versionRig(t)
+	racing := relister{FS: fsys, after: func() {
+		if err := srv.DeleteObject("pq", "d/part-1.parquet"); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	_, err := ReadParquet(racing, "d/*.parquet", nil)
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrPlanStale) || !strings.Contains(err.Error(), "part-1") {
+		t.Fatalf("planning a deleted file: %v, want fs.ErrNotExist naming it", err)
+	}
+	srv.Put(t, "d/part-1.parquet", writeParquet(t, 10000, 10000, 1000))
+	ds, err := ReadParquet(racing, "d/*.parquet", &ReadOptions{PreserveOrder: true, MaxErroredBlocks: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := collect(t, ds.Iter(context.Background()))
+	if len(rows) != 20000 || rows[9999].id != 9999 || rows[10000].id != 20000 {
+		t.Fatalf("%d rows; want part-0 and part-2 whole", len(rows))
 	}
 }
 
