@@ -146,9 +146,22 @@ func (f *FS) openBlob(ctx context.Context, name string, poolOpts *mrdpool.Option
 	if err != nil {
 		return info, nil, err
 	}
+	return info, f.pinnedPool(name, info, poolOpts), nil
+}
+
+// pinnedPool returns the pool of name at a version already known (info),
+// which it pins without a request: on a zonal bucket over multi-range
+// downloaders opened at info's generation, elsewhere over range readers
+// that check each response against info.
+func (f *FS) pinnedPool(name string, info mrdpool.ObjectInfo, poolOpts *mrdpool.Options) *mrdpool.Pool {
 	poolOpts.Info = &info
-	backend := mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
-	return info, mrdpool.New(backend, poolOpts), nil
+	var backend mrdpool.Backend
+	if f.zonal {
+		backend = mrdpool.NewMRDBackend(f.grpc, f.name, name, &info).WithRetry(f.opts.retryOptions()...)
+	} else {
+		backend = mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
+	}
+	return mrdpool.New(backend, poolOpts)
 }
 
 // openZonal opens name's pool on a zonal bucket: the first multi-range

@@ -62,15 +62,7 @@ func (f *FS) OpenVersion(ctx context.Context, name string, v Version) (*File, er
 		return nil, err
 	}
 	info := mrdpool.ObjectInfo{Size: v.Size, Generation: v.Generation, ModTime: v.ModTime}
-	poolOpts := f.poolOptions(name)
-	poolOpts.Info = &info
-	var backend mrdpool.Backend
-	if f.zonal {
-		backend = mrdpool.NewMRDBackend(f.grpc, f.name, name, &info).WithRetry(f.opts.retryOptions()...)
-	} else {
-		backend = mrdpool.NewBlobBackend(f.bucket, name, &info).WithRetry(f.opts.retryOptions()...)
-	}
-	return f.newFile(name, info, mrdpool.New(backend, poolOpts))
+	return f.newFile(name, info, f.pinnedPool(name, info, f.poolOptions(name)))
 }
 
 // openStatVersion is OpenVersion where the version cannot be pinned
