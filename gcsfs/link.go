@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/zonalread/zonalread/mrdpool"
 )
 
 // linkEstimate is what this FS's reads have seen of the link: moving
@@ -38,9 +40,12 @@ const (
 	ewmaWeight = 0.25
 )
 
-// observe records one completed request: its time to first byte, its size
-// and how long its bytes took after the first.
-func (l *linkEstimate) observe(ttfb time.Duration, n int64, transfer time.Duration) {
+// observe records one completed request: its time to first byte, its size,
+// how long its bytes took after the first, and how many requests shared
+// its stream (a multi-range downloader's ranges share one stream's rate:
+// the rate of one request is what it would get alone).
+func (l *linkEstimate) observe(t mrdpool.RangeTiming) {
+	ttfb, n, transfer := t.TTFB, t.Bytes, t.Transfer
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ttfb = ewma(l.ttfb, ttfb.Seconds())
@@ -49,7 +54,7 @@ func (l *linkEstimate) observe(ttfb time.Duration, n int64, transfer time.Durati
 	l.held = min(l.held+1, hedgeSamples)
 	l.fresh = false
 	if n >= minRateSample && transfer >= minRateTime {
-		l.rate = ewma(l.rate, float64(n)/transfer.Seconds())
+		l.rate = ewma(l.rate, float64(n)*float64(max(t.Sharing, 1))/transfer.Seconds())
 	}
 }
 

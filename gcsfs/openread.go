@@ -265,7 +265,7 @@ func (f *FS) sameObject(got []partGot, parts []byterange.Part, info mrdpool.Obje
 			_, pt.CommitAtEnd = g.body.r.(checksummed)
 			pt.Body = g.body
 			if !observed {
-				f.link.observe(g.ttfb, 0, 0)
+				f.link.observe(mrdpool.RangeTiming{TTFB: g.ttfb})
 				observed = true
 			}
 		}

@@ -113,13 +113,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Object names the object in log records and errors.
 	Object string
-	// Observe, when set, is told of every range that completed in one
-	// attempt: its time to first byte (from the request to the first byte
-	// in), its size, and how long its bytes took after the first. gcsfs
-	// sizes its first prefetch window from these (the link's
-	// bandwidth-delay product). It is called on the reading goroutine and
-	// must be quick.
-	Observe func(ttfb time.Duration, n int64, transfer time.Duration)
+	// Observe, when set, is told how every range that completed in one
+	// attempt went. gcsfs sizes its first prefetch window from these (the
+	// link's bandwidth-delay product). It is called on the reading
+	// goroutine and must be quick.
+	Observe func(RangeTiming)
 	// Warm is how many downloaders the pool opens at once when it opens
 	// its first (at most PoolSize): the others in the background, so that
 	// the parallel parts of a first prefetch window find them open
@@ -148,6 +146,22 @@ func (o *Options) normalize() Options {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
 	return r
+}
+
+// RangeTiming is how one range went, for Options.Observe.
+type RangeTiming struct {
+	// TTFB is the time from the request to the first byte in.
+	TTFB time.Duration
+	// Bytes is the range's size.
+	Bytes int64
+	// Transfer is how long its bytes took after the first.
+	Transfer time.Duration
+	// Sharing is how many ranges its downloader carried once it was
+	// added, itself included (1: it had the downloader to itself). The
+	// ranges of a shared downloader share its stream's rate, so
+	// Bytes*Sharing/Transfer estimates what one range alone on a stream
+	// gets, where Bytes/Transfer would count a busy stream as a slow link.
+	Sharing int
 }
 
 // Stats are a pool's counters.
@@ -234,9 +248,12 @@ func (p *Pool) Stats() Stats {
 
 // lease is a downloader handed out by acquire. Release it exactly once.
 type lease struct {
-	p        *Pool
-	e        *entry
-	owner    bool
+	p     *Pool
+	e     *entry
+	owner bool
+	// sharing is how many leases its downloader carried once this one
+	// was added: the ranges that share its stream's rate.
+	sharing  int
 	released atomic.Bool
 }
 
@@ -321,7 +338,7 @@ func (p *Pool) acquireFor(ctx context.Context, share bool) (*lease, error) {
 			e.users++
 			p.mu.Unlock()
 			p.closeBroken(broken)
-			return &lease{p: p, e: e, owner: true}, nil
+			return &lease{p: p, e: e, owner: true, sharing: 1}, nil
 		}
 		// The first open is serialized: while it runs, nobody else opens,
 		// so two concurrent first callers open one downloader.
@@ -425,7 +442,7 @@ func (p *Pool) shareLocked() *lease {
 	p.rr++
 	best.users++
 	p.shared.Add(1)
-	return &lease{p: p, e: best}
+	return &lease{p: p, e: best, sharing: best.users}
 }
 
 // fairShareLocked reports whether the least-loaded open downloader carries
@@ -490,7 +507,7 @@ func (p *Pool) open(ctx context.Context) (*lease, error) {
 	p.all = append(p.all, e)
 	p.mu.Unlock()
 	p.opened.Add(1)
-	return &lease{p: p, e: e, owner: true}, nil
+	return &lease{p: p, e: e, owner: true, sharing: 1}, nil
 }
 
 func (p *Pool) release(l *lease) {

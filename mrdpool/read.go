@@ -36,20 +36,22 @@ func (p *Pool) ReadAt(ctx context.Context, b []byte, off int64) (int, error) {
 }
 
 // ReadAtProgress is ReadAt that also reports, while the range is in
-// flight, how much of b holds final bytes: progress(k) means b[:k] holds
-// the object's bytes and will not be written again. It is called with a
-// growing k from the downloader's goroutine, never after ReadAtProgress
-// returns, and only on backends whose bytes are final once written
-// (BlobBackend; a multi-range downloader checks a checksum after it has
-// written the bytes it covers, so its ranges report nothing before they
-// end). prefetch.Engine uses it to let reads at a window's start go on
-// before the window's parts are complete.
-func (p *Pool) ReadAtProgress(ctx context.Context, b []byte, off int64, progress func(k int64)) (int, error) {
-	var ro readOpts
-	if _, ok := p.backend.(finalWrites); ok {
-		ro.progress = progress
-	}
-	return p.readAt(ctx, b, off, ro)
+// flight, how much of b has arrived: progress(k, final) means b[:k] holds
+// bytes the server sent, and final that they are the object's bytes and
+// will not be written again. It is called from the downloader's goroutine,
+// never after ReadAtProgress returns. A backend whose bytes are final
+// once written (BlobBackend: ranged HTTP reads carry no checksum) reports
+// them final, with a growing k. A multi-range downloader checks a
+// checksum after it has written the bytes it covers, so its reports are
+// not final (and k falls back to where the failed attempt started when a
+// range is retried after a bad checksum): its bytes are final only once
+// ReadAtProgress returns them. prefetch.Engine uses final reports to let
+// reads at a window's start go on before the window's parts are complete,
+// and the others to ask for the next window while the bytes of this one
+// are still arriving.
+func (p *Pool) ReadAtProgress(ctx context.Context, b []byte, off int64, progress func(k int64, final bool)) (int, error) {
+	_, final := p.backend.(finalWrites)
+	return p.readAt(ctx, b, off, readOpts{progress: func(k int64) { progress(k, final) }})
 }
 
 // finalWrites is a Backend whose downloaders write only final bytes: no
@@ -65,8 +67,8 @@ type readOpts struct {
 	// share makes the read share a busy downloader of a shareable backend
 	// rather than open one: a hedge must not wait an open's round trip.
 	share bool
-	// progress, when set, is told of the final prefix of b as it grows
-	// (ReadAtProgress).
+	// progress, when set, is told of the prefix of b that has arrived as
+	// it grows (ReadAtProgress).
 	progress func(k int64)
 }
 
@@ -163,7 +165,8 @@ func (p *Pool) readOnce(ctx context.Context, b []byte, off int64, since time.Tim
 		if err == nil && p.opts.Observe != nil {
 			if first := w.first.Load(); first > 0 {
 				end := time.Now()
-				p.opts.Observe(time.Unix(0, first).Sub(start), w.written(), end.Sub(time.Unix(0, first)))
+				p.opts.Observe(RangeTiming{TTFB: time.Unix(0, first).Sub(start), Bytes: w.written(),
+					Transfer: end.Sub(time.Unix(0, first)), Sharing: held.sharing})
 			}
 		}
 		return w.written(), w.lastWrite(), err

@@ -79,7 +79,7 @@ func (e *Engine) AdoptParts(parts []AdoptedPart, stall time.Duration) bool {
 		go func() {
 			defer e.bg.Done()
 			defer c.users.Done()
-			fill(ctx, c, from, pt, stall)
+			e.fill(ctx, c, from, pt, stall)
 		}()
 	}
 	return true
@@ -106,9 +106,9 @@ func adoptable(parts []AdoptedPart, size int64) bool {
 
 // fill copies the part's body into its bytes of the chunk, which start at
 // from, committing as it goes (or, with CommitAtEnd, once the body ended
-// cleanly); what does not arrive fails with errDropped, so readers fetch
-// it.
-func fill(ctx context.Context, c *chunk, from int64, pt AdoptedPart, stall time.Duration) {
+// cleanly, telling arrivedIn of the bytes before); what does not arrive
+// fails with errDropped, so readers fetch it.
+func (e *Engine) fill(ctx context.Context, c *chunk, from int64, pt AdoptedPart, stall time.Duration) {
 	body, n := pt.Body, pt.N
 	defer body.Close()
 	stop := context.AfterFunc(ctx, body.Abort) // a Read in flight returns
@@ -128,6 +128,9 @@ func fill(ctx context.Context, c *chunk, from int64, pt AdoptedPart, stall time.
 			pos += int64(k)
 			if timer != nil {
 				timer.Reset(stall)
+			}
+			if pt.CommitAtEnd {
+				e.arrivedIn(c, int64(k))
 			}
 		}
 		if !pt.CommitAtEnd && pos > committed {

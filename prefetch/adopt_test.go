@@ -124,13 +124,13 @@ func (h *halfFetcher) ReadAt(ctx context.Context, p []byte, off int64) (int, err
 	if off == 0 {
 		return h.memFetcher.ReadAt(ctx, p, off)
 	}
-	return h.ReadAtProgress(ctx, p, off, func(int64) {})
+	return h.ReadAtProgress(ctx, p, off, func(int64, bool) {})
 }
 
-func (h *halfFetcher) ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(int64)) (int, error) {
+func (h *halfFetcher) ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(int64, bool)) (int, error) {
 	half := len(p) / 2
 	copy(p[:half], h.data[off:])
-	progress(int64(half))
+	progress(int64(half), true)
 	select {
 	case <-h.gate:
 	case <-ctx.Done():

@@ -18,7 +18,10 @@
 //	r4 waits only for the part(s) holding its bytes, then copies them out;
 //	when what is prefetched ahead of a read falls under half the window, the
 //	engine tops it up to a full window (the window doubles per read up to
-//	MaxPrefetch).
+//	MaxPrefetch). Parts whose bytes are readable only once they end (a
+//	checksum checked after the bytes it covers) hold the reader back, so
+//	there the engine asks for the next window once half of this one has
+//	arrived, not when a read passes its middle.
 package prefetch
 
 import (
@@ -46,13 +49,19 @@ type Fetcher interface {
 }
 
 // ProgressFetcher is a Fetcher that can tell, while a range is in flight,
-// how much of it has landed for good. mrdpool.Pool is one.
+// how much of it has arrived, and whether those bytes are final.
+// mrdpool.Pool is one.
 type ProgressFetcher interface {
 	Fetcher
-	// ReadAtProgress is ReadAt that calls progress(k) when p[:k] holds
-	// final bytes (never written again), with a growing k, never after it
-	// returns. A fetcher that cannot tell calls it never.
-	ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(k int64)) (int, error)
+	// ReadAtProgress is ReadAt that calls progress(k, final) when p[:k]
+	// holds bytes that have arrived, never after it returns. With final,
+	// they are the object's bytes and are never written again, and k
+	// grows. Without, they may still fail a check (a checksum over bytes
+	// already written) and be fetched again, and k may fall back: they
+	// are final only once ReadAtProgress returns them. The engine serves
+	// reads from final bytes only; it uses arrivals to ask for the next
+	// window early.
+	ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(k int64, final bool)) (int, error)
 }
 
 // The defaults of Options, applied by its normalize method.
@@ -157,6 +166,11 @@ type chunk struct {
 	cancel context.CancelFunc
 	users  sync.WaitGroup // parts in flight and readers copying out
 	served atomic.Int64
+	// arrived counts bytes of parts whose bytes are final only at their
+	// end that arrived before it; spurred is set once it asked for the
+	// next window (arrivedIn).
+	arrived atomic.Int64
+	spurred atomic.Bool
 }
 
 func (c *chunk) end() int64 { return c.off + int64(c.buf.Len()) }
@@ -303,6 +317,9 @@ func (e *Engine) plan(off, n int64, stream bool) (*readPlan, error) {
 
 	if d.window > 0 {
 		e.topUpLocked(end, d.window)
+		if k := len(e.chunks); k > 0 {
+			e.spurLocked(e.chunks[k-1])
+		}
 	}
 	return rp, nil
 }
@@ -361,7 +378,8 @@ func (e *Engine) fetchPart(ctx context.Context, c *chunk, off, n int64) {
 	e.requests.Add(1)
 	e.fetched.Add(n)
 	dst := c.buf.Bytes()[off : off+n]
-	var committed int64 // only the fetch's goroutines touch it, in turn
+	// Only the fetch's goroutines touch these, in turn.
+	var committed, arrived int64
 	commit := func(k int64) {
 		if k > committed {
 			c.buf.Commit(off+committed, k-committed)
@@ -371,7 +389,14 @@ func (e *Engine) fetchPart(ctx context.Context, c *chunk, off, n int64) {
 	var got int
 	var err error
 	if pf, ok := e.f.(ProgressFetcher); ok {
-		got, err = pf.ReadAtProgress(ctx, dst, c.off+off, commit)
+		got, err = pf.ReadAtProgress(ctx, dst, c.off+off, func(k int64, final bool) {
+			if final {
+				commit(k)
+			} else if k > arrived {
+				e.arrivedIn(c, k-arrived)
+				arrived = k
+			}
+		})
 	} else {
 		got, err = e.f.ReadAt(ctx, dst, c.off+off)
 	}
@@ -385,6 +410,44 @@ func (e *Engine) fetchPart(ctx context.Context, c *chunk, off, n int64) {
 	// The valid prefix still serves the reads that need only it.
 	commit(int64(got))
 	c.buf.Fail(off+committed, n-committed, err)
+}
+
+// arrivedIn records that n more bytes of the chunk's parts arrived that
+// are not readable yet: parts whose bytes are final only at their end (a
+// multi-range downloader's, or adopted gRPC bodies). A reader waits for the
+// end of such a part, so until then it reads nothing and asks for no next
+// window; when the window's parts all end together (they share the link),
+// the link would idle for a round trip after them. So once half the chunk
+// has arrived, the engine asks for the next window as if the reader had
+// read on (spurLocked).
+func (e *Engine) arrivedIn(c *chunk, n int64) {
+	if c.arrived.Add(n)*2 < int64(c.buf.Len()) || c.spurred.Load() {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.spurLocked(c)
+}
+
+// spurLocked asks for the window after chunk c once half of c's bytes
+// have arrived unreadable (arrivedIn): once per chunk, while c is the last
+// chunk and a sequential run is on, and only when c ends within a window
+// of the reader, so the engine gets at most two windows ahead of it. A
+// read calls it too, for bytes that arrived before the run started.
+//
+//	reader's end   chunk c, half arrived     asked now
+//	     |       [=========|.........)      [------------------)
+//	   next               c.end() <= next+w  c.end() ... c.end()+w
+func (e *Engine) spurLocked(c *chunk) {
+	if c.spurred.Load() || c.arrived.Load()*2 < int64(c.buf.Len()) {
+		return
+	}
+	w, next := e.det.window, e.det.next
+	if e.closed || e.opts.Disabled || w == 0 || next < 0 || len(e.chunks) == 0 || e.chunks[len(e.chunks)-1] != c || c.end()-next > w {
+		return
+	}
+	c.spurred.Store(true)
+	e.topUpLocked(c.end(), w)
 }
 
 // dropLocked removes a chunk: its fetches are cancelled and its buffer goes
