@@ -46,6 +46,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"cloud.google.com/go/storage"
 	"gocloud.dev/blob"
@@ -302,6 +303,11 @@ type Stats struct {
 	// BufferReused is the capacity of buffer requests served by a released
 	// buffer (FS only).
 	BufferReused int64
+	// HedgeDelay is how long a random read now waits for its first byte
+	// before it is hedged: the Options.HedgeQuantile of the recent times
+	// to first byte (FS only; 0 with Options.Hedge off, or before
+	// HedgeMinSamples were seen).
+	HedgeDelay time.Duration
 }
 
 func (s *Stats) add(o Stats) {
@@ -331,5 +337,8 @@ func (f *FS) Stats() Stats {
 	bs := f.buffers.Stats()
 	s.BufferHigh, s.BufferBudget = bs.HighWater, bs.Budget
 	s.BufferAllocated, s.BufferReused = bs.Allocated, bs.Reused
+	if f.opts.Hedge {
+		s.HedgeDelay, _ = f.link.hedgeDelay(f.opts.HedgeQuantile)
+	}
 	return s
 }

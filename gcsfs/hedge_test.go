@@ -79,6 +79,9 @@ func TestHedgedRandomRead(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := newHedgeRig(t, c.zonal, gcsfs.Options{Hedge: true}, 2, math.MaxInt)
 			before := r.fsys.Stats()
+			if before.HedgeDelay < 50*time.Millisecond {
+				t.Errorf("HedgeDelay %v after first bytes of 50 ms and more, want at least 50 ms", before.HedgeDelay)
+			}
 			const n = 4 << 10
 			r.readAt(t, 1<<20+5, n) // data request 1
 			r.readAt(t, 3<<20+7, n) // 2: slow for ever; 3: the hedge
@@ -105,8 +108,8 @@ func TestHedgeOffByDefault(t *testing.T) {
 		r := newHedgeRig(t, zonal, gcsfs.Options{}, 2, 100) // slow: 100 ms
 		r.readAt(t, 1<<20+5, 4<<10)
 		r.readAt(t, 3<<20+7, 4<<10) // slow
-		if s := r.fsys.Stats(); s.Hedges != 0 {
-			t.Errorf("zonal %v: %d hedges, want 0", zonal, s.Hedges)
+		if s := r.fsys.Stats(); s.Hedges != 0 || s.HedgeDelay != 0 {
+			t.Errorf("zonal %v: %d hedges, hedge delay %v; want none", zonal, s.Hedges, s.HedgeDelay)
 		}
 		if es := r.ep.Stats(); es.Slowed != 1 || es.Requests != 2 {
 			t.Errorf("zonal %v: server: %d slow, %d requests; want 1, 2", zonal, es.Slowed, es.Requests)

@@ -38,6 +38,9 @@ type runResult struct {
 type libStats struct {
 	Asked, Fetched, Prefetched, Served, Wasted, Requests, Waits, Downloaders, Retries int64
 	Hedges, HedgeWins                                                                 int64
+	// HedgeDelaySeconds is the FS's hedge delay (gcsfs Stats.HedgeDelay)
+	// at the run's end: not a difference.
+	HedgeDelaySeconds float64 `json:",omitempty"`
 }
 
 // measure runs pattern p with strategy s once and checks the bytes.
@@ -121,6 +124,7 @@ func measure(ctx context.Context, e *env, p *pattern, s *strategy, dst []byte, p
 			Served: d.Served - lib0.Served, Wasted: d.Wasted - lib0.Wasted, Requests: d.Requests - lib0.Requests,
 			Waits: d.Waits - lib0.Waits, Downloaders: d.Downloaders - lib0.Downloaders, Retries: d.Retries - lib0.Retries,
 			Hedges: d.Hedges - lib0.Hedges, HedgeWins: d.HedgeWins - lib0.HedgeWins,
+			HedgeDelaySeconds: d.HedgeDelay.Seconds(),
 		}
 	}
 	return r, verify(p, got)
@@ -247,8 +251,9 @@ type rowResult struct {
 	ReadP50        float64 `json:"read_p50_s"`
 	ReadP95        float64 `json:"read_p95_s"`
 	ReadP99        float64 `json:"read_p99_s"`
-	Hedges         float64 `json:"hedges"`           // second requests of hedged reads (gcsfs Stats.Hedges)
-	FetchedPerUsed float64 `json:"fetched_per_used"` // server bytes / bytes used
+	Hedges         float64 `json:"hedges"`                  // second requests of hedged reads (gcsfs Stats.Hedges)
+	HedgeDelay     float64 `json:"hedge_delay_s,omitempty"` // the FS's hedge delay at a run's end (gcsfs Stats.HedgeDelay)
+	FetchedPerUsed float64 `json:"fetched_per_used"`        // server bytes / bytes used
 	Requests       float64 `json:"server_requests"`
 	AllocsPerMiB   float64 `json:"allocs_per_mib"`
 	CPUCores       float64 `json:"cpu_cores"` // CPU seconds / wall seconds
@@ -287,6 +292,12 @@ func (row *rowResult) summarize(shape testserver.Shape, sequential bool) {
 			return 0
 		}
 		return float64(r.Library.Hedges)
+	})
+	row.HedgeDelay = med(func(r runResult) float64 {
+		if r.Library == nil {
+			return 0
+		}
+		return r.Library.HedgeDelaySeconds
 	})
 	row.FetchedPerUsed = med(func(r runResult) float64 { return float64(r.ServerBytes) / float64(row.Used) })
 	row.Requests = med(func(r runResult) float64 { return float64(r.ServerRequests) })

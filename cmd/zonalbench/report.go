@@ -313,8 +313,15 @@ func writeTail(w *bytes.Buffer, rep *report) {
 			if r.Profile != pr.Name || r.Pattern != "random-4KiB" || !strings.HasPrefix(r.Strategy, "zonalread-") {
 				continue
 			}
-			fmt.Fprintf(w, "**Tail (`%s`, random-4KiB, %s, %s):** p50 %s, p99 %s (%.1fx the p50), fetched/used %.2f, hedges %.0f.\n\n",
+			fmt.Fprintf(w, "**Tail (`%s`, random-4KiB, %s, %s):** p50 %s, p99 %s (%.2fx the p50), fetched/used %.2f, hedges %.0f",
 				pr.Name, r.Backend, r.Label, fmtDur(r.ReadP50), fmtDur(r.ReadP99), r.ReadP99/r.ReadP50, r.FetchedPerUsed, r.Hedges)
+			if r.HedgeDelay > 0 {
+				// A hedged read ends no sooner than the delay plus its
+				// hedge's own time: the floor of the p99.
+				fmt.Fprintf(w, "; hedge delay %s (the FS's p95 of recent times to first byte), so the p99 is %.2fx (hedge delay + p50)",
+					fmtDur(r.HedgeDelay), r.ReadP99/(r.HedgeDelay+r.ReadP50))
+			}
+			fmt.Fprintf(w, ".\n\n")
 		}
 	}
 }

@@ -90,6 +90,15 @@ func TestShortRun(t *testing.T) {
 			}
 		}
 	}
+	// The hedged rows give the FS's hedge delay, the floor of their p99.
+	for _, sid := range []string{"zonalread-http-hedge", "zonalread-mrd-hedge"} {
+		if r := rows["tail/random-4KiB/"+sid]; r.HedgeDelay <= 0 {
+			t.Errorf("row tail/random-4KiB/%s: hedge delay %v, want the FS's", sid, r.HedgeDelay)
+		}
+	}
+	if n := strings.Count(text, "; hedge delay "); n != 2 {
+		t.Errorf("markdown states a hedge delay %d times, want twice (the hedged tail rows)", n)
+	}
 	// Every sequential row has an efficiency, and the sweep table has a
 	// line per object size and profile.
 	for _, r := range rep.Rows {
