@@ -2,7 +2,9 @@ package prefetch
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"slices"
 	"sync"
 	"testing"
@@ -177,4 +179,25 @@ func TestArrivalOfAdoptedPartsAsksForTheNextWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	readOn(t, e, a.data, p, MiB)
+}
+
+// Close while the parts of two windows are held (their bytes arrived, not
+// final) cancels them all and returns; later reads fail with
+// fs.ErrClosed, and no fetch goroutine is left (goleak, TestMain).
+func TestCloseWhileArrivalsHeld(t *testing.T) {
+	a := &arrivingFetcher{memFetcher: newMem(32 * MiB), gate: make(chan struct{})}
+	e := New(a, int64(len(a.data)), &Options{StartAtZero: true, BlockSize: MiB, FirstWindow: 4 * MiB,
+		MaxPrefetch: 4 * MiB, Concurrency: 2, MinPartSize: MiB})
+	p := make([]byte, MiB)
+	if _, err := e.Read(context.Background(), p, 0); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the parts of [1, 9) MiB to report their bytes", func() bool {
+		_, n := a.requested()
+		return n == 4
+	})
+	e.Close()
+	if _, err := e.Read(context.Background(), p, MiB); !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("Read after Close: %v, want fs.ErrClosed", err)
+	}
 }
