@@ -60,22 +60,8 @@ func (a *arrivingFetcher) requested() ([]int64, int) {
 // once, for one window, and no further than two windows ahead of the
 // reader; every byte read is still the object's.
 func TestArrivalAsksForTheNextWindow(t *testing.T) {
-	a := &arrivingFetcher{memFetcher: newMem(32 * MiB), gate: make(chan struct{})}
-	e := New(a, int64(len(a.data)), &Options{StartAtZero: true, BlockSize: MiB, FirstWindow: 4 * MiB,
-		MaxPrefetch: 4 * MiB, Concurrency: 2, MinPartSize: MiB})
+	a, e, p := holdTwoWindows(t)
 	defer e.Close()
-	p := make([]byte, MiB)
-	// The Read at 0 is fetched directly and starts the window [1, 5) MiB:
-	// two parts, whose bytes arrive and are held.
-	if _, err := e.Read(context.Background(), p, 0); err != nil {
-		t.Fatal(err)
-	}
-	// Their arrival asks for [5, 9) MiB; the arrival of that window's
-	// parts asks for nothing more (9 MiB is two windows past the reader).
-	testkit.WaitFor(t, "the parts of [1, 9) MiB to report their bytes", func() bool {
-		_, n := a.requested()
-		return n == 4
-	})
 	offs, _ := a.requested()
 	if want := []int64{1 * MiB, 3 * MiB, 5 * MiB, 7 * MiB}; !slices.Equal(offs, want) {
 		t.Fatalf("ranges asked for while the first window is held: %v MiB, want %v", mibs(offs), mibs(want))
@@ -105,6 +91,34 @@ func readOn(t *testing.T, e *Engine, data, got []byte, off int64) {
 	if st := e.Stats(); st.Wasted != 0 {
 		t.Fatalf("stats %+v: prefetched bytes wasted", st)
 	}
+}
+
+// arrivalOpts make 4 MiB windows cut into two parts, a run started by
+// a Read at offset 0.
+var arrivalOpts = Options{StartAtZero: true, BlockSize: MiB, FirstWindow: 4 * MiB,
+	MaxPrefetch: 4 * MiB, Concurrency: 2, MinPartSize: MiB}
+
+// holdTwoWindows reads the first MiB of a 32 MiB object through an
+// arrivingFetcher whose ranges are held, and returns once the parts of
+// two windows have reported their bytes: the Read at 0 is fetched
+// directly and starts the window [1, 5) MiB (two parts); their arrival
+// asks for [5, 9) MiB; the arrival of that window's parts asks for
+// nothing more (9 MiB is two windows past the reader). It returns the
+// fetcher, the engine (the caller closes it) and the bytes read.
+func holdTwoWindows(t *testing.T) (*arrivingFetcher, *Engine, []byte) {
+	t.Helper()
+	a := &arrivingFetcher{memFetcher: newMem(32 * MiB), gate: make(chan struct{})}
+	e := New(a, int64(len(a.data)), &arrivalOpts)
+	p := make([]byte, MiB)
+	if _, err := e.Read(context.Background(), p, 0); err != nil {
+		e.Close()
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the parts of [1, 9) MiB to report their bytes", func() bool {
+		_, n := a.requested()
+		return n == 4
+	})
+	return a, e, p
 }
 
 func mibs(offs []int64) []int64 {
@@ -145,8 +159,7 @@ func (h *heldBody) Abort() { h.once.Do(func() { close(h.aborted) }) }
 func TestArrivalOfAdoptedPartsAsksForTheNextWindow(t *testing.T) {
 	a := &arrivingFetcher{memFetcher: newMem(32 * MiB), gate: make(chan struct{})}
 	close(a.gate) // the Fetcher's ranges end at once; the adopted bodies are held
-	e := New(a, int64(len(a.data)), &Options{StartAtZero: true, BlockSize: MiB, FirstWindow: 4 * MiB,
-		MaxPrefetch: 4 * MiB, Concurrency: 2, MinPartSize: MiB})
+	e := New(a, int64(len(a.data)), &arrivalOpts)
 	defer e.Close()
 	gate := make(chan struct{})
 	var parts []AdoptedPart
@@ -185,17 +198,7 @@ func TestArrivalOfAdoptedPartsAsksForTheNextWindow(t *testing.T) {
 // final) cancels them all and returns; later reads fail with
 // fs.ErrClosed, and no fetch goroutine is left (goleak, TestMain).
 func TestCloseWhileArrivalsHeld(t *testing.T) {
-	a := &arrivingFetcher{memFetcher: newMem(32 * MiB), gate: make(chan struct{})}
-	e := New(a, int64(len(a.data)), &Options{StartAtZero: true, BlockSize: MiB, FirstWindow: 4 * MiB,
-		MaxPrefetch: 4 * MiB, Concurrency: 2, MinPartSize: MiB})
-	p := make([]byte, MiB)
-	if _, err := e.Read(context.Background(), p, 0); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, "the parts of [1, 9) MiB to report their bytes", func() bool {
-		_, n := a.requested()
-		return n == 4
-	})
+	_, e, p := holdTwoWindows(t)
 	e.Close()
 	if _, err := e.Read(context.Background(), p, MiB); !errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("Read after Close: %v, want fs.ErrClosed", err)
