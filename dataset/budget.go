@@ -15,8 +15,8 @@ import (
 // counts them (hold) and whoever lets them go uncounts them (let); a
 // handover between stages is a hold by the taker before the giver's let.
 //
-// The scheduling loop starts a fetch only when its bytes and the decode
-// reservations it and the fetches before it promise fit under the limit,
+// The scheduling loop starts a fetch only when its bytes and the largest
+// decode reservation it or a fetch before it promises fit under the limit,
 // and a decode only when its reservation fits; the one exception is a
 // consumer starving with nothing in flight or decoding (see startFetches
 // and startDecodes), so a block larger than the budget still moves.

@@ -29,7 +29,7 @@ type loop struct {
 	next       int        // next task to launch
 	fetching   int        // fetches in flight
 	ready      []*readJob // fetched tasks waiting for a decode slot, in task order
-	promised   int64      // decode reservations of the tasks fetching or ready: not yet counted
+	promises   promises   // decode reservations of the tasks fetching or ready: not yet counted
 	running    int        // decodes in flight
 	budget     *memBudget
 	handed     int64              // blocks handed over to the consumer
@@ -63,6 +63,7 @@ func newLoop(it *Iterator, pre []*operator, limit int64) *loop {
 		results:   make(chan taskResult, d.opts.Workers),
 		fetches:   make(chan *readJob, d.opts.Workers),
 		done:      map[int]taskResult{},
+		promises:  promises{},
 		sources:   make([]*source, len(d.files)),
 		tasksLeft: make([]int, len(d.files)),
 	}
@@ -163,7 +164,8 @@ func (l *loop) shutdown() {
 	for _, j := range l.ready {
 		l.budget.let(j.fetchRes)
 	}
-	l.ready, l.promised = nil, 0
+	l.ready = nil
+	clear(l.promises)
 	l.fetcher.close()
 	l.releaseCounted(l.queue)
 	for _, r := range l.done {

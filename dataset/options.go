@@ -113,7 +113,9 @@ type ReadOptions struct {
 	// CoalesceGap joins column-chunk ranges closer than this into one
 	// ranged read. Default DefaultCoalesceGap (1 MiB).
 	CoalesceGap int64
-	// Workers is how many read tasks decode at once; as many more may be
+	// Workers is how many read tasks decode at once (at most GOMAXPROCS: a
+	// decode spreads its columns over the CPUs already, so more decodes
+	// than CPUs would only hold more memory); Workers more may be
 	// fetching their column chunks ahead of them (or waiting, fetched, for
 	// a decode), within MemoryBudget, so the link is busy while the CPU
 	// decodes. Under a Limit, at most Workers tasks are in flight in all.

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"time"
 
@@ -11,8 +12,8 @@ import (
 
 // This file is the read of the executor's tasks in two stages, so that the
 // link stays busy while the CPU decodes: a task's column chunks are fetched
-// (up to Workers tasks ahead of the decodes), then decoded on one of Workers
-// decode slots. Each stage's bytes are counted before it starts: a fetch
+// (up to Workers tasks ahead of the decodes), then decoded on one of the
+// decode slots (see decodeSlots). Each stage's bytes are counted before it starts: a fetch
 // holds its ranges' bytes from its launch until its task's decode ends, and
 // a decode holds its reservation (see decodeReservation) from its start.
 
@@ -33,6 +34,28 @@ type readJob struct {
 	err       error
 }
 
+// promises are the decode reservations of the tasks fetching, or fetched
+// and waiting to decode, by task index: bytes not counted yet, which the
+// loop keeps room for. It keeps room for the largest of them beside every
+// byte held, not for their sum: a decode's reservation turns into its
+// blocks, which the consumer lets go, and its fetched bytes go with it, so
+// once the decodes before them end the fetched tasks can decode one after
+// another, each within the budget. Room for the sum would hold the fetches
+// to the few tasks whose whole decodes fit, and the link would idle while
+// the CPU decodes.
+type promises map[int]int64
+
+// largest is the largest promise of a task other than except (0: none).
+func (p promises) largest(except int) int64 {
+	var n int64
+	for idx, res := range p {
+		if idx != except {
+			n = max(n, res)
+		}
+	}
+	return n
+}
+
 // launch starts what workers and budget allow: decodes of fetched tasks
 // first (they turn bytes already held into blocks), then fetches.
 func (l *loop) launch() {
@@ -47,9 +70,9 @@ func (l *loop) launch() {
 // Workers tasks are fetching or fetched and waiting to decode (under a
 // Limit, fewer than Workers in flight at all, decodes included: a Limit
 // reads no further ahead than it did before the fetches ran ahead), until
-// the Limit is satisfiable. A fetch starts when its bytes, the decode
-// reservation it promises and the promises of the fetches before it all
-// fit in the budget, or when the consumer waits with nothing in flight or
+// the Limit is satisfiable. A fetch starts when its bytes and the largest
+// decode reservation it or a fetch before it promises fit in the budget
+// (see promises), or when the consumer waits with nothing in flight or
 // queued for it (so a block larger than what is left of the budget still
 // moves and progress never stops).
 func (l *loop) startFetches() {
@@ -59,7 +82,7 @@ func (l *loop) startFetches() {
 		fetchRes := rangeBytes(ranges)
 		decodeRes := l.decodeReservation(t, fetchRes)
 		idle := l.fetching == 0 && len(l.ready) == 0 && l.running == 0 && len(l.queue) == 0
-		if !l.budget.fits(saturatingAdd(l.promised, saturatingAdd(fetchRes, decodeRes))) && !(l.consumerWaits() && idle) {
+		if !l.budget.fits(saturatingAdd(fetchRes, max(l.promises.largest(-1), decodeRes))) && !(l.consumerWaits() && idle) {
 			l.stalled()
 			return
 		}
@@ -67,7 +90,7 @@ func (l *loop) startFetches() {
 		j := &readJob{idx: l.next, t: t, ranges: ranges, fetchRes: fetchRes, decodeRes: decodeRes, start: time.Now(), err: err}
 		l.next++
 		l.budget.hold(fetchRes)
-		l.promised += decodeRes
+		l.promises[j.idx] = decodeRes
 		l.fetching++
 		l.budget.reads.Add(1)
 		l.budget.started.Add(1)
@@ -98,7 +121,7 @@ func (l *loop) fetchDone(j *readJob) {
 	l.fetching--
 	l.budget.reads.Add(-1)
 	if j.err != nil {
-		l.promised -= j.decodeRes
+		delete(l.promises, j.idx)
 		l.recordRead(j, nil)
 		l.finishTask(taskResult{idx: j.idx, file: j.t.file, est: j.t.estBytes, reserved: j.fetchRes, err: j.err, st: j.st})
 		return
@@ -107,7 +130,8 @@ func (l *loop) fetchDone(j *readJob) {
 	l.ready = slices.Insert(l.ready, at, j)
 }
 
-// startDecodes starts decoding fetched tasks while a decode slot is free.
+// startDecodes starts decoding fetched tasks while a decode slot is free:
+// there are Workers, or GOMAXPROCS if fewer (see decodeSlots).
 // A decode's reservation is recomputed with the ratio learned since its
 // fetch started (it never shrinks below the promise), and it starts when
 // that fits beside the other promises, or when the consumer waits with no
@@ -122,25 +146,29 @@ func (l *loop) fetchDone(j *readJob) {
 // larger: like a task reserving the whole budget when nothing else is
 // held, it is the one exception to the budget.
 func (l *loop) startDecodes() {
-	for l.running < l.opts.Workers && len(l.ready) > 0 {
+	for l.running < l.decodeSlots() && len(l.ready) > 0 {
 		j := l.ready[0]
 		need := max(l.decodeReservation(j.t, j.fetchRes), j.decodeRes)
 		starving := l.consumerWaits() && l.running == 0 && len(l.queue) == 0
 		whole := saturatingAdd(need, j.fetchRes) >= l.opts.MemoryBudget
 		used, _ := l.budget.usage()
-		alone := l.running == 0 && used == j.fetchRes && l.promised == j.decodeRes
+		alone := l.running == 0 && used == j.fetchRes && len(l.promises) == 1
 		if whole && (starving || alone) {
 			need = max(l.budget.room(), j.t.estBytes-j.fetchRes, 0)
 		}
 		calibrating := !l.calibrated && l.running > 0 && !l.budget.fits(saturatingMul(int64(l.opts.Workers)*calibrationHeadroom, need))
-		fits := alone || !whole && l.budget.fits(saturatingAdd(l.promised-j.decodeRes, need))
+		room := need // with no decode running, the promises guarantee it
+		if l.running > 0 {
+			room = saturatingAdd(need, l.promises.largest(j.idx))
+		}
+		fits := alone || !whole && l.budget.fits(room)
 		if calibrating || !fits && !starving {
 			l.stalled()
 			return
 		}
 		l.ready[0] = nil // the backing array must not keep it alive
 		l.ready = l.ready[1:]
-		l.promised -= j.decodeRes
+		delete(l.promises, j.idx)
 		j.decodeRes = need
 		l.budget.hold(need)
 		l.running++
@@ -150,11 +178,18 @@ func (l *loop) startDecodes() {
 	}
 }
 
+// decodeSlots is how many tasks may decode at once: Workers, but no more
+// than GOMAXPROCS. A decode spreads its columns over the CPUs
+// (columnRecords), so decodes past the CPUs add no speed, only the memory
+// each holds; and the bytes they would reserve are what lets the fetches
+// run ahead of them.
+func (l *loop) decodeSlots() int { return min(l.opts.Workers, runtime.GOMAXPROCS(0)) }
+
 // dropReady ends the fetched tasks that wait for a decode: the reads were
 // cancelled (a met Limit, or the execution).
 func (l *loop) dropReady() {
 	for _, j := range l.ready {
-		l.promised -= j.decodeRes
+		delete(l.promises, j.idx)
 		l.finishTask(taskResult{idx: j.idx, file: j.t.file, est: j.t.estBytes, reserved: j.fetchRes, err: l.readCtx.Err()})
 	}
 	l.ready = nil

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -45,33 +46,10 @@ func TestFetchRunsAheadOfDecode(t *testing.T) {
 		}
 	}
 
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hold := ds.Map(func(ctx context.Context, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
-		once.Do(func() {
-			close(held)
-			select { // a failed test's Close cancels ctx
-			case <-release:
-			case <-ctx.Done():
-			}
-		})
-		return rec, nil
-	})
-	it := hold.Iter(context.Background())
+	it, release, recs := holdFirstDecode(t, ds)
 	defer it.Close()
-	recs := make(chan []arrow.RecordBatch, 1)
-	go func() { // the consumer: the test's goroutine waits for the fetch
-		var out []arrow.RecordBatch
-		for it.Next() {
-			rec := it.Block().Record
-			rec.Retain()
-			out = append(out, rec)
-		}
-		recs <- out
-	}()
-	<-held
 	testkit.WaitFor(t, "task 1's chunks read while task 0 decodes", func() bool { return fsys.readAt("d/part-0.parquet", next) })
-	close(release)
+	release()
 	var rows []row
 	for _, rec := range <-recs {
 		rows = append(rows, recordRows(t, rec)...)
@@ -81,4 +59,128 @@ func TestFetchRunsAheadOfDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRows(t, rows, idRange(0, 30000), "all")
+}
+
+// holdFirstDecode starts an execution of ds whose first decode is held in
+// an operator, and a consumer that collects (retains) every record. It
+// returns once the decode is held: release lets it go; recs delivers the
+// records once the execution ended.
+func holdFirstDecode(t *testing.T, ds *Dataset) (it *Iterator, release func(), recs <-chan []arrow.RecordBatch) {
+	held, released := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hold := ds.Map(func(ctx context.Context, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+		once.Do(func() {
+			close(held)
+			select { // a failed test's Close cancels ctx
+			case <-released:
+			case <-ctx.Done():
+			}
+		})
+		return rec, nil
+	})
+	it = hold.Iter(context.Background())
+	out := make(chan []arrow.RecordBatch, 1)
+	go func() {
+		var got []arrow.RecordBatch
+		for it.Next() {
+			rec := it.Block().Record
+			rec.Retain()
+			got = append(got, rec)
+		}
+		out <- got
+	}()
+	<-held
+	return it, sync.OnceFunc(func() { close(released) }), out
+}
+
+// rowGroupRead is what a task of one row group fetches and is estimated
+// at: its column chunks as one range (they are neighbours), and their
+// uncompressed size.
+func rowGroupRead(t *testing.T, plan *Plan, file, rg int) (off, fetch, est int64) {
+	t.Helper()
+	md := plan.footers[file]
+	leaves := make([]int, md.Schema.NumColumns())
+	end := int64(-1)
+	for c := range leaves {
+		leaves[c] = c
+		cc, err := md.RowGroup(rg).ColumnChunk(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := chunkRange(cc, plan.Files[file].Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end < 0 || r.off < off {
+			off = r.off
+		}
+		end = max(end, r.off+r.n)
+	}
+	return off, end - off, rowGroupBytes(md, rg, leaves)
+}
+
+// While one decode holds its reservation, the fetches behind it keep room
+// for the largest decode they promise, not for the sum of them: the budget
+// here is task 0's reservation, the fetched bytes of tasks 1-3 and the
+// largest of their promised decodes, so with task 0's decode held all three
+// are fetched (room for the sum fetched one). Then every row comes out, in
+// order, by value, and the budget's high water stays within it and one
+// block.
+func TestFetchesKeepRoomForTheLargestDecode(t *testing.T) {
+	base, _ := memFS(t, threeFiles(t))
+	fsys := &fsLog{FS: base}
+	fsys.reset()
+	probe, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := probe.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Tasks 0-3 are row groups 0-3 of the first file; before a decode has
+	// ended, a decode is reserved decodePeak times its estimate, of which
+	// its fetched bytes are part.
+	var offs [4]int64
+	var fetched, largest, firstTwo int64 // firstTwo: what tasks 1 and 2 hold and promise
+	_, _, est0 := rowGroupRead(t, plan, 0, 0)
+	held := est0 * decodePeak
+	for k := 1; k < 4; k++ {
+		off, fetch, est := rowGroupRead(t, plan, 0, k)
+		offs[k] = off
+		promise := est*decodePeak - fetch
+		fetched += fetch
+		largest = max(largest, promise)
+		if k < 3 {
+			firstTwo += est * decodePeak
+		}
+	}
+	budget := held + fetched + largest
+	if held+firstTwo <= budget {
+		t.Fatalf("budget %d has room for the sum of two promises (%d held, %d for tasks 1-2): the test would not tell", budget, held, firstTwo)
+	}
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 4, TargetBlockBytes: 1, MemoryBudget: budget, PreserveOrder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, release, recs := holdFirstDecode(t, ds)
+	defer it.Close()
+	for k := 1; k < 4; k++ {
+		testkit.WaitFor(t, fmt.Sprintf("task %d's chunks read while task 0 decodes", k), func() bool { return fsys.readAt("d/part-0.parquet", offs[k]) })
+	}
+	release()
+	var rows []row
+	var block int64
+	for _, rec := range <-recs {
+		rows = append(rows, recordRows(t, rec)...)
+		block = max(block, recordSize(rec))
+		rec.Release()
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkRows(t, rows, idRange(0, 30000), "all")
+	if high := it.Stats().BudgetHighWater; high > budget+block {
+		t.Errorf("budget high water %d over the budget %d and one block %d", high, budget, block)
+	}
 }
