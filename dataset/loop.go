@@ -26,11 +26,11 @@ type loop struct {
 	sources    []*source       // open files, closed once their last task is done
 	tasksLeft  []int           // per file: tasks not yet done
 	tasks      []*task
-	next       int        // next task to launch
-	fetching   int        // fetches in flight
-	ready      []*readJob // fetched tasks waiting for a decode slot, in task order
-	promises   promises   // decode reservations of the tasks fetching or ready: not yet counted
-	running    int        // decodes in flight
+	next       int              // next task to launch
+	fetching   int              // fetches in flight
+	ready      []*readJob       // fetched tasks waiting for a decode slot, in task order
+	pending    map[int]*readJob // tasks fetching or ready, by index: their decodes are promised, not counted
+	running    int              // decodes in flight
 	budget     *memBudget
 	handed     int64              // blocks handed over to the consumer
 	ratio      float64            // most decoded bytes per estimated byte seen so far
@@ -63,7 +63,7 @@ func newLoop(it *Iterator, pre []*operator, limit int64) *loop {
 		results:   make(chan taskResult, d.opts.Workers),
 		fetches:   make(chan *readJob, d.opts.Workers),
 		done:      map[int]taskResult{},
-		promises:  promises{},
+		pending:   map[int]*readJob{},
 		sources:   make([]*source, len(d.files)),
 		tasksLeft: make([]int, len(d.files)),
 	}
@@ -165,7 +165,7 @@ func (l *loop) shutdown() {
 		l.budget.let(j.fetchRes)
 	}
 	l.ready = nil
-	clear(l.promises)
+	clear(l.pending)
 	l.fetcher.close()
 	l.releaseCounted(l.queue)
 	for _, r := range l.done {

@@ -34,23 +34,22 @@ type readJob struct {
 	err       error
 }
 
-// promises are the decode reservations of the tasks fetching, or fetched
-// and waiting to decode, by task index: bytes not counted yet, which the
-// loop keeps room for. It keeps room for the largest of them beside every
-// byte held, not for their sum: a decode's reservation turns into its
+// largestPromise is the largest decode reservation a task fetching, or
+// fetched and waiting to decode, promises (other than task except; 0:
+// none): bytes not counted yet, which the loop keeps room for. Each is
+// taken at the ratio learned so far if that grew past the promise made at
+// the fetch's launch. The loop keeps room for the largest promise beside
+// every byte held, not for their sum: a decode's reservation turns into its
 // blocks, which the consumer lets go, and its fetched bytes go with it, so
 // once the decodes before them end the fetched tasks can decode one after
 // another, each within the budget. Room for the sum would hold the fetches
 // to the few tasks whose whole decodes fit, and the link would idle while
 // the CPU decodes.
-type promises map[int]int64
-
-// largest is the largest promise of a task other than except (0: none).
-func (p promises) largest(except int) int64 {
+func (l *loop) largestPromise(except int) int64 {
 	var n int64
-	for idx, res := range p {
+	for idx, j := range l.pending {
 		if idx != except {
-			n = max(n, res)
+			n = max(n, j.decodeRes, l.decodeReservation(j.t, j.fetchRes))
 		}
 	}
 	return n
@@ -72,7 +71,7 @@ func (l *loop) launch() {
 // reads no further ahead than it did before the fetches ran ahead), until
 // the Limit is satisfiable. A fetch starts when its bytes and the largest
 // decode reservation it or a fetch before it promises fit in the budget
-// (see promises), or when the consumer waits with nothing in flight or
+// (see largestPromise), or when the consumer waits with nothing in flight or
 // queued for it (so a block larger than what is left of the budget still
 // moves and progress never stops).
 func (l *loop) startFetches() {
@@ -82,7 +81,7 @@ func (l *loop) startFetches() {
 		fetchRes := rangeBytes(ranges)
 		decodeRes := l.decodeReservation(t, fetchRes)
 		idle := l.fetching == 0 && len(l.ready) == 0 && l.running == 0 && len(l.queue) == 0
-		if !l.budget.fits(saturatingAdd(fetchRes, max(l.promises.largest(-1), decodeRes))) && !(l.consumerWaits() && idle) {
+		if !l.budget.fits(saturatingAdd(fetchRes, max(l.largestPromise(-1), decodeRes))) && !(l.consumerWaits() && idle) {
 			l.stalled()
 			return
 		}
@@ -90,7 +89,7 @@ func (l *loop) startFetches() {
 		j := &readJob{idx: l.next, t: t, ranges: ranges, fetchRes: fetchRes, decodeRes: decodeRes, start: time.Now(), err: err}
 		l.next++
 		l.budget.hold(fetchRes)
-		l.promises[j.idx] = decodeRes
+		l.pending[j.idx] = j
 		l.fetching++
 		l.budget.reads.Add(1)
 		l.budget.started.Add(1)
@@ -121,7 +120,7 @@ func (l *loop) fetchDone(j *readJob) {
 	l.fetching--
 	l.budget.reads.Add(-1)
 	if j.err != nil {
-		delete(l.promises, j.idx)
+		delete(l.pending, j.idx)
 		l.recordRead(j, nil)
 		l.finishTask(taskResult{idx: j.idx, file: j.t.file, est: j.t.estBytes, reserved: j.fetchRes, err: j.err, st: j.st})
 		return
@@ -134,8 +133,11 @@ func (l *loop) fetchDone(j *readJob) {
 // there are Workers, or GOMAXPROCS if fewer (see decodeSlots).
 // A decode's reservation is recomputed with the ratio learned since its
 // fetch started (it never shrinks below the promise), and it starts when
-// that fits beside the other promises, or when the consumer waits with no
-// decode running and nothing queued for it. Until a task has finished,
+// that fits beside the largest other promise while another decode runs,
+// or, with PreserveOrder, while an earlier task has yet to decode (this
+// one's blocks stay parked until it has): so the fetched tasks can still
+// decode in turn. It also starts when the consumer waits with no decode
+// running and nothing queued for it. Until a task has finished,
 // estimates are unproven (dictionary-encoded strings decode to many times
 // theirs): unless the budget has room for Workers decodes at
 // calibrationHeadroom times their reservation, the first decode runs alone
@@ -149,17 +151,19 @@ func (l *loop) startDecodes() {
 	for l.running < l.decodeSlots() && len(l.ready) > 0 {
 		j := l.ready[0]
 		need := max(l.decodeReservation(j.t, j.fetchRes), j.decodeRes)
-		starving := l.consumerWaits() && l.running == 0 && len(l.queue) == 0
+		// With PreserveOrder only the task next in order feeds a waiting
+		// consumer: a later one's blocks would stay parked.
+		starving := l.consumerWaits() && l.running == 0 && len(l.queue) == 0 && (!l.opts.PreserveOrder || j.idx == l.emitNext)
 		whole := saturatingAdd(need, j.fetchRes) >= l.opts.MemoryBudget
 		used, _ := l.budget.usage()
-		alone := l.running == 0 && used == j.fetchRes && len(l.promises) == 1
+		alone := l.running == 0 && used == j.fetchRes && len(l.pending) == 1
 		if whole && (starving || alone) {
 			need = max(l.budget.room(), j.t.estBytes-j.fetchRes, 0)
 		}
 		calibrating := !l.calibrated && l.running > 0 && !l.budget.fits(saturatingMul(int64(l.opts.Workers)*calibrationHeadroom, need))
-		room := need // with no decode running, the promises guarantee it
-		if l.running > 0 {
-			room = saturatingAdd(need, l.promises.largest(j.idx))
+		room := need // alone and first in line, the promises guarantee it
+		if l.running > 0 || l.opts.PreserveOrder && j.idx > l.emitNext {
+			room = saturatingAdd(need, l.largestPromise(j.idx))
 		}
 		fits := alone || !whole && l.budget.fits(room)
 		if calibrating || !fits && !starving {
@@ -168,7 +172,7 @@ func (l *loop) startDecodes() {
 		}
 		l.ready[0] = nil // the backing array must not keep it alive
 		l.ready = l.ready[1:]
-		delete(l.promises, j.idx)
+		delete(l.pending, j.idx)
 		j.decodeRes = need
 		l.budget.hold(need)
 		l.running++
@@ -189,7 +193,7 @@ func (l *loop) decodeSlots() int { return min(l.opts.Workers, runtime.GOMAXPROCS
 // cancelled (a met Limit, or the execution).
 func (l *loop) dropReady() {
 	for _, j := range l.ready {
-		delete(l.promises, j.idx)
+		delete(l.pending, j.idx)
 		l.finishTask(taskResult{idx: j.idx, file: j.t.file, est: j.t.estBytes, reserved: j.fetchRes, err: l.readCtx.Err()})
 	}
 	l.ready = nil

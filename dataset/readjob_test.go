@@ -138,27 +138,7 @@ func TestFetchesKeepRoomForTheLargestDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Tasks 0-3 are row groups 0-3 of the first file; before a decode has
-	// ended, a decode is reserved decodePeak times its estimate, of which
-	// its fetched bytes are part.
-	var offs [4]int64
-	var fetched, largest, firstTwo int64 // firstTwo: what tasks 1 and 2 hold and promise
-	_, _, est0 := rowGroupRead(t, plan, 0, 0)
-	held := est0 * decodePeak
-	for k := 1; k < 4; k++ {
-		off, fetch, est := rowGroupRead(t, plan, 0, k)
-		offs[k] = off
-		promise := est*decodePeak - fetch
-		fetched += fetch
-		largest = max(largest, promise)
-		if k < 3 {
-			firstTwo += est * decodePeak
-		}
-	}
-	budget := held + fetched + largest
-	if held+firstTwo <= budget {
-		t.Fatalf("budget %d has room for the sum of two promises (%d held, %d for tasks 1-2): the test would not tell", budget, held, firstTwo)
-	}
+	offs, budget := roomForThreeFetches(t, plan)
 	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 4, TargetBlockBytes: 1, MemoryBudget: budget, PreserveOrder: true})
 	if err != nil {
 		t.Fatal(err)
@@ -183,4 +163,90 @@ func TestFetchesKeepRoomForTheLargestDecode(t *testing.T) {
 	if high := it.Stats().BudgetHighWater; high > budget+block {
 		t.Errorf("budget high water %d over the budget %d and one block %d", high, budget, block)
 	}
+}
+
+// With PreserveOrder, a task decoded ahead of the task before it parks its
+// blocks until that one is done, so it must leave room for that decode:
+// while task 0's fetch is held and the consumer waits, tasks 1-3 are
+// fetched, and the loop decodes them only as far as room for task 0's
+// decode is left. Before, a waiting consumer let each of them start as if
+// it could feed it, their blocks piled up parked, and task 0's decode then
+// went over the budget by more than a block. Rows are checked by value.
+func TestPreserveOrderDecodesAheadOnlyWithRoom(t *testing.T) {
+	base, _ := memFS(t, threeFiles(t))
+	h := &heldFS{fsLog: fsLog{FS: base}, file: "d/part-0.parquet", reached: make(chan struct{}), release: make(chan struct{})}
+	h.reset()
+	probe, err := ReadParquet(h, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := probe.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs, budget := roomForThreeFetches(t, plan)
+	if offs[0] != 4 {
+		t.Fatalf("task 0 reads at %d, heldFS holds the read at 4", offs[0])
+	}
+	ds, err := ReadParquet(h, "d/*.parquet", &ReadOptions{Workers: 4, TargetBlockBytes: 1, MemoryBudget: budget, PreserveOrder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.armed.Store(true)
+	it := ds.Iter(context.Background())
+	defer it.Close()
+	rows := make(chan []row, 1)
+	var block int64
+	go func() { // the consumer: waits for task 0's blocks
+		var got []row
+		for it.Next() {
+			got = append(got, recordRows(t, it.Block().Record)...)
+			block = max(block, it.Block().Meta.SizeBytes)
+		}
+		rows <- got
+	}()
+	<-h.reached
+	testkit.WaitFor(t, "tasks 1-3 fetched and the loop at rest", func() bool {
+		return h.readAt("d/part-0.parquet", offs[1]) && h.readAt("d/part-0.parquet", offs[2]) && h.readAt("d/part-0.parquet", offs[3]) &&
+			it.Stats().ReadsRunning == 1 // the held fetch
+	})
+	close(h.release)
+	got := <-rows
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkRows(t, got, idRange(0, 30000), "all")
+	if high := it.Stats().BudgetHighWater; high > budget+block {
+		t.Errorf("budget high water %d over the budget %d and one block %d", high, budget, block)
+	}
+}
+
+// roomForThreeFetches returns where tasks 0-3 of plan (row groups 0-3 of
+// its first file, TargetBlockBytes 1) read, and a budget of task 0's decode
+// reservation, the fetched bytes of tasks 1-3 and the largest decode they
+// promise: room for all three to be fetched while task 0 decodes only when
+// the loop keeps room for the largest promise, not their sum (it fails t
+// when the row groups are too alike to tell). Before a decode has ended, a
+// decode is reserved decodePeak times its estimate, of which its fetched
+// bytes are part.
+func roomForThreeFetches(t *testing.T, plan *Plan) (offs [4]int64, budget int64) {
+	t.Helper()
+	var fetched, largest, firstTwo int64 // firstTwo: what tasks 1 and 2 hold and promise
+	var est0 int64
+	offs[0], _, est0 = rowGroupRead(t, plan, 0, 0)
+	held := est0 * decodePeak
+	for k := 1; k < 4; k++ {
+		off, fetch, est := rowGroupRead(t, plan, 0, k)
+		offs[k] = off
+		fetched += fetch
+		largest = max(largest, est*decodePeak-fetch)
+		if k < 3 {
+			firstTwo += est * decodePeak
+		}
+	}
+	budget = held + fetched + largest
+	if held+firstTwo <= budget {
+		t.Fatalf("budget %d has room for the sum of two promises (%d held, %d for tasks 1-2): the test would not tell", budget, held, firstTwo)
+	}
+	return offs, budget
 }
