@@ -10,6 +10,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"golang.org/x/sync/errgroup"
@@ -29,6 +30,15 @@ type columnRecords struct {
 	mem      memory.Allocator
 }
 
+// pageStreamBuffer is the buffer of arrow-go's buffered page stream over a
+// task's fetched bytes: it holds page headers and small reads, while page
+// bodies are copied from the fetched bytes straight into the page
+// reader's reused buffers. The unbuffered stream first copies every column
+// chunk whole into a buffer of its own (parquet.ReaderProperties
+// GetStream): a second copy of every fetched byte, and about 190 MB of the
+// 1.33 GB BenchmarkScan allocated per 256 MiB scan.
+const pageStreamBuffer = 64 << 10
+
 // openColumns sets the column readers up over the fetched bytes, decoding
 // up to GOMAXPROCS columns at once; a panic of their setup on a corrupt
 // file is an error.
@@ -38,7 +48,11 @@ func openColumns(ctx context.Context, t *task, fr *fetched, batchRows int64, mem
 			c, err = nil, fmt.Errorf("reader panic: %v", r)
 		}
 	}()
-	pr, err := file.NewParquetReader(fr.file(), file.WithMetadata(t.f.md))
+	// Buffered: see pageStreamBuffer.
+	props := parquet.NewReaderProperties(mem)
+	props.BufferedStreamEnabled = true
+	props.BufferSize = pageStreamBuffer
+	pr, err := file.NewParquetReader(fr.file(), file.WithMetadata(t.f.md), file.WithReadProps(props))
 	if err != nil {
 		return nil, err
 	}
