@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/procstat"
 	"github.com/zonalread/zonalread/internal/testserver"
 )
 
@@ -74,7 +75,7 @@ func measure(ctx context.Context, e *env, p *pattern, s *strategy, dst []byte, p
 	got := make([][]byte, 0, len(p.ops))
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuTime()
+	cpu0 := procstat.CPUTime()
 	prof.start()
 
 	t0 := time.Now()
@@ -104,7 +105,7 @@ func measure(ctx context.Context, e *env, p *pattern, s *strategy, dst []byte, p
 	elapsed := time.Since(t0)
 
 	prof.stop()
-	r.CPUSeconds = (cpuTime() - cpu0).Seconds()
+	r.CPUSeconds = (procstat.CPUTime() - cpu0).Seconds()
 	runtime.ReadMemStats(&ms1)
 	if err := sess.close(); err != nil {
 		return r, fmt.Errorf("close: %w", err)

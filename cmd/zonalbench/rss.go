@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/zonalread/zonalread/internal/procstat"
 )
 
 // Peak RSS per run: on Linux, writing "5" to /proc/self/clear_refs resets
@@ -22,7 +24,7 @@ func peakRSS() int64 {
 	if n := procStatus("VmHWM:"); n > 0 {
 		return n
 	}
-	return maxRSS()
+	return procstat.MaxRSS()
 }
 
 // procStatus reads a "kB" field of /proc/self/status.
