@@ -66,9 +66,9 @@ func (l *loop) launch() {
 }
 
 // startFetches launches the fetches of the next tasks while fewer than
-// Workers tasks are fetching or fetched and waiting to decode (under a
-// Limit, fewer than Workers in flight at all, decodes included: a Limit
-// reads no further ahead than it did before the fetches ran ahead), until
+// Workers are fetching (under a Limit, fewer than Workers tasks in flight
+// at all, fetched and decoding included: a Limit reads no further ahead
+// than it did before the fetches ran ahead), until
 // the Limit is satisfiable. A fetch starts when its bytes and the largest
 // decode reservation it or a fetch before it promises fit in the budget
 // (see largestPromise), or when the consumer waits with nothing in flight or
@@ -97,13 +97,19 @@ func (l *loop) startFetches() {
 	}
 }
 
-// aheadOf is how many tasks count against the fetch look-ahead.
+// aheadOf is how many tasks count against the fetch look-ahead of Workers:
+// the fetches on the link, and the fetched tasks waiting for a decode
+// beyond Workers of them. Up to Workers fetched tasks may wait without
+// holding the link back: the first wave of fetches lands together and
+// waits while the first decode calibrates alone, and counting it held the
+// next wave back until decodes began. The budget bounds their bytes; this
+// bounds how many files they hold open. Under a Limit every task in flight
+// counts, decodes included.
 func (l *loop) aheadOf() int {
-	n := l.fetching + len(l.ready)
 	if l.limit >= 0 {
-		n += l.running
+		return l.fetching + len(l.ready) + l.running
 	}
-	return n
+	return l.fetching + max(len(l.ready)-l.opts.Workers, 0)
 }
 
 // fetchWork fetches a job's ranges on a goroutine of its own.

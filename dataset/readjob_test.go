@@ -250,3 +250,36 @@ func roomForThreeFetches(t *testing.T, plan *Plan) (offs [4]int64, budget int64)
 	}
 	return offs, budget
 }
+
+// Fetched tasks waiting for a decode hold the link back only beyond
+// Workers of them: with two workers and task 0's decode held (the first
+// decode runs alone until it ends), tasks 1-4 are fetched: two waiting
+// and two more on the link. Counting the waiting ones against the
+// look-ahead stopped at task 2. Rows checked by value.
+func TestFetchesRunOnWhileTheFirstDecodeCalibrates(t *testing.T) {
+	base, _ := memFS(t, threeFiles(t))
+	fsys := &fsLog{FS: base}
+	fsys.reset()
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 2, TargetBlockBytes: 1, PreserveOrder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := ds.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	off4, _, _ := rowGroupRead(t, plan, 0, 4)
+	it, release, recs := holdFirstDecode(t, ds)
+	defer it.Close()
+	testkit.WaitFor(t, "task 4's chunks read while task 0 decodes", func() bool { return fsys.readAt("d/part-0.parquet", off4) })
+	release()
+	var rows []row
+	for _, rec := range <-recs {
+		rows = append(rows, recordRows(t, rec)...)
+		rec.Release()
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkRows(t, rows, idRange(0, 30000), "all")
+}
