@@ -3,6 +3,7 @@ package dataset
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"sync"
 	"testing"
 
@@ -18,10 +19,19 @@ import (
 // fetches ran ahead, a worker fetched and decoded one task at a time, so
 // task 1's chunks were never read while task 0 was held.
 func TestFetchRunsAheadOfDecode(t *testing.T) {
+	fetchedWhileFirstDecodeHeld(t, 1, 1)
+}
+
+// fetchedWhileFirstDecodeHeld reads threeFiles one row group per task in
+// order with workers workers, holds task 0's decode until row group rg of
+// the first file (task rg) has been read from the file, then checks every
+// row by value.
+func fetchedWhileFirstDecodeHeld(t *testing.T, workers, rg int) {
+	t.Helper()
 	base, _ := memFS(t, threeFiles(t))
 	fsys := &fsLog{FS: base}
 	fsys.reset()
-	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 1, TargetBlockBytes: 1, PreserveOrder: true})
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: workers, TargetBlockBytes: 1, PreserveOrder: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,26 +39,10 @@ func TestFetchRunsAheadOfDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Where the coalesced read of row group 1's column chunks starts.
-	md := plan.footers[0]
-	next := int64(-1)
-	for c := range md.RowGroup(1).NumColumns() {
-		cc, err := md.RowGroup(1).ColumnChunk(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := chunkRange(cc, plan.Files[0].Size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if next < 0 || r.off < next {
-			next = r.off
-		}
-	}
-
+	off, _, _ := rowGroupRead(t, plan, 0, rg)
 	it, release, recs := holdFirstDecode(t, ds)
 	defer it.Close()
-	testkit.WaitFor(t, "task 1's chunks read while task 0 decodes", func() bool { return fsys.readAt("d/part-0.parquet", next) })
+	testkit.WaitFor(t, fmt.Sprintf("task %d's chunks read while task 0 decodes", rg), func() bool { return fsys.readAt("d/part-0.parquet", off) })
 	release()
 	var rows []row
 	for _, rec := range <-recs {
@@ -130,15 +124,7 @@ func TestFetchesKeepRoomForTheLargestDecode(t *testing.T) {
 	base, _ := memFS(t, threeFiles(t))
 	fsys := &fsLog{FS: base}
 	fsys.reset()
-	probe, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := probe.Plan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	offs, budget := roomForThreeFetches(t, plan)
+	offs, budget := roomForThreeFetches(t, fsys)
 	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 4, TargetBlockBytes: 1, MemoryBudget: budget, PreserveOrder: true})
 	if err != nil {
 		t.Fatal(err)
@@ -156,13 +142,7 @@ func TestFetchesKeepRoomForTheLargestDecode(t *testing.T) {
 		block = max(block, recordSize(rec))
 		rec.Release()
 	}
-	if err := it.Err(); err != nil {
-		t.Fatal(err)
-	}
-	checkRows(t, rows, idRange(0, 30000), "all")
-	if high := it.Stats().BudgetHighWater; high > budget+block {
-		t.Errorf("budget high water %d over the budget %d and one block %d", high, budget, block)
-	}
+	checkAllRowsWithin(t, it, rows, budget, block)
 }
 
 // With PreserveOrder, a task decoded ahead of the task before it parks its
@@ -176,15 +156,7 @@ func TestPreserveOrderDecodesAheadOnlyWithRoom(t *testing.T) {
 	base, _ := memFS(t, threeFiles(t))
 	h := &heldFS{fsLog: fsLog{FS: base}, file: "d/part-0.parquet", reached: make(chan struct{}), release: make(chan struct{})}
 	h.reset()
-	probe, err := ReadParquet(h, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := probe.Plan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	offs, budget := roomForThreeFetches(t, plan)
+	offs, budget := roomForThreeFetches(t, h)
 	if offs[0] != 4 {
 		t.Fatalf("task 0 reads at %d, heldFS holds the read at 4", offs[0])
 	}
@@ -211,26 +183,28 @@ func TestPreserveOrderDecodesAheadOnlyWithRoom(t *testing.T) {
 			it.Stats().ReadsRunning == 1 // the held fetch
 	})
 	close(h.release)
-	got := <-rows
-	if err := it.Err(); err != nil {
-		t.Fatal(err)
-	}
-	checkRows(t, got, idRange(0, 30000), "all")
-	if high := it.Stats().BudgetHighWater; high > budget+block {
-		t.Errorf("budget high water %d over the budget %d and one block %d", high, budget, block)
-	}
+	got := <-rows // block is the consumer's until then
+	checkAllRowsWithin(t, it, got, budget, block)
 }
 
-// roomForThreeFetches returns where tasks 0-3 of plan (row groups 0-3 of
-// its first file, TargetBlockBytes 1) read, and a budget of task 0's decode
-// reservation, the fetched bytes of tasks 1-3 and the largest decode they
+// roomForThreeFetches returns where tasks 0-3 of threeFiles in fsys (row
+// groups 0-3 of the first file, TargetBlockBytes 1) read, and a budget of
+// task 0's decode reservation, the fetched bytes of tasks 1-3 and the largest decode they
 // promise: room for all three to be fetched while task 0 decodes only when
 // the loop keeps room for the largest promise, not their sum (it fails t
 // when the row groups are too alike to tell). Before a decode has ended, a
 // decode is reserved decodePeak times its estimate, of which its fetched
 // bytes are part.
-func roomForThreeFetches(t *testing.T, plan *Plan) (offs [4]int64, budget int64) {
+func roomForThreeFetches(t *testing.T, fsys fs.FS) (offs [4]int64, budget int64) {
 	t.Helper()
+	probe, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{TargetBlockBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := probe.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var fetched, largest, firstTwo int64 // firstTwo: what tasks 1 and 2 hold and promise
 	var est0 int64
 	offs[0], _, est0 = rowGroupRead(t, plan, 0, 0)
@@ -257,29 +231,19 @@ func roomForThreeFetches(t *testing.T, plan *Plan) (offs [4]int64, budget int64)
 // and two more on the link. Counting the waiting ones against the
 // look-ahead stopped at task 2. Rows checked by value.
 func TestFetchesRunOnWhileTheFirstDecodeCalibrates(t *testing.T) {
-	base, _ := memFS(t, threeFiles(t))
-	fsys := &fsLog{FS: base}
-	fsys.reset()
-	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 2, TargetBlockBytes: 1, PreserveOrder: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := ds.Plan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	off4, _, _ := rowGroupRead(t, plan, 0, 4)
-	it, release, recs := holdFirstDecode(t, ds)
-	defer it.Close()
-	testkit.WaitFor(t, "task 4's chunks read while task 0 decodes", func() bool { return fsys.readAt("d/part-0.parquet", off4) })
-	release()
-	var rows []row
-	for _, rec := range <-recs {
-		rows = append(rows, recordRows(t, rec)...)
-		rec.Release()
-	}
+	fetchedWhileFirstDecodeHeld(t, 2, 4)
+}
+
+// checkAllRowsWithin checks that it ended without error having read every
+// row of threeFiles in order, by value, and that its budget's high water
+// stayed within budget and one block.
+func checkAllRowsWithin(t *testing.T, it *Iterator, rows []row, budget, block int64) {
+	t.Helper()
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
 	}
 	checkRows(t, rows, idRange(0, 30000), "all")
+	if high := it.Stats().BudgetHighWater; high > budget+block {
+		t.Errorf("budget high water %d over the budget %d and one block %d", high, budget, block)
+	}
 }
