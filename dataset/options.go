@@ -116,9 +116,10 @@ type ReadOptions struct {
 	// Workers is how many read tasks decode at once (at most GOMAXPROCS: a
 	// decode spreads its columns over the CPUs already, so more decodes
 	// than CPUs would only hold more memory); Workers more may be
-	// fetching their column chunks ahead of them (or waiting, fetched, for
-	// a decode), within MemoryBudget, so the link is busy while the CPU
-	// decodes. Under a Limit, at most Workers tasks are in flight in all.
+	// fetching their column chunks ahead of them, and Workers more may wait,
+	// fetched, for a decode, within MemoryBudget, so the link is busy
+	// while the CPU decodes. Under a Limit, at most Workers tasks are in
+	// flight in all.
 	// Default DefaultWorkers (4).
 	Workers int
 	// MemoryBudget caps every byte the pipeline holds: reads in flight

@@ -12,10 +12,11 @@ import (
 
 // This file is the read of the executor's tasks in two stages, so that the
 // link stays busy while the CPU decodes: a task's column chunks are fetched
-// (up to Workers tasks ahead of the decodes), then decoded on one of the
-// decode slots (see decodeSlots). Each stage's bytes are counted before it starts: a fetch
-// holds its ranges' bytes from its launch until its task's decode ends, and
-// a decode holds its reservation (see decodeReservation) from its start.
+// (up to Workers tasks on the link ahead of the decodes: see aheadOf), then
+// decoded on one of the decode slots (see decodeSlots). Each stage's bytes
+// are counted before it starts: a fetch holds its ranges' bytes from its
+// launch until its task's decode ends, and a decode holds its reservation
+// (see decodeReservation) from its start.
 
 // readJob is one task on its way through the two stages.
 type readJob struct {
@@ -65,13 +66,13 @@ func (l *loop) launch() {
 	l.startFetches()
 }
 
-// startFetches launches the fetches of the next tasks while fewer than
-// Workers are fetching (under a Limit, fewer than Workers tasks in flight
-// at all, fetched and decoding included: a Limit reads no further ahead
-// than it did before the fetches ran ahead), until
-// the Limit is satisfiable. A fetch starts when its bytes and the largest
-// decode reservation it or a fetch before it promises fit in the budget
-// (see largestPromise), or when the consumer waits with nothing in flight or
+// startFetches launches the fetches of the next tasks while the look-ahead
+// allows (aheadOf: under a Limit, fewer than Workers tasks in flight at
+// all, fetched and decoding included, so a Limit reads no further ahead
+// than it did before the fetches ran ahead), until the Limit is
+// satisfiable. A fetch starts when its bytes and the largest decode
+// reservation it or a fetch before it promises fit in the budget (see
+// largestPromise), or when the consumer waits with nothing in flight or
 // queued for it (so a block larger than what is left of the budget still
 // moves and progress never stops).
 func (l *loop) startFetches() {
