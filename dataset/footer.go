@@ -45,6 +45,9 @@ type source struct {
 	r       io.ReaderAt
 	c       io.Closer
 	planned bool // opened at the version a plan names: a change is ErrPlanStale
+	// reopen opens another handle to the version s has open, without a
+	// round trip; nil where that would cost one. See fetchRanges.
+	reopen func(ctx context.Context) (*gcsfs.File, error)
 }
 
 // generationer is what gcsfs files offer: the generation they pinned.
@@ -63,6 +66,7 @@ type gcsFS interface {
 	OpenVersion(ctx context.Context, name string, v gcsfs.Version) (*gcsfs.File, error)
 	ReadDirContext(ctx context.Context, name string) ([]fs.DirEntry, error)
 	StatContext(ctx context.Context, name string) (fs.FileInfo, error)
+	Zonal() bool
 }
 
 // openSource opens name for ranged reads; ctx bounds the open (and its
@@ -102,6 +106,7 @@ func openSource(ctx context.Context, fsys fs.FS, name string, pin *fileIdentity)
 	if g, ok := f.(generationer); ok {
 		src.gen = g.Generation()
 	}
+	src.reopen = reopener(fsys, src)
 	if pin != nil {
 		if err := stale(*pin, src); err != nil {
 			f.Close()
@@ -109,6 +114,23 @@ func openSource(ctx context.Context, fsys fs.FS, name string, pin *fileIdentity)
 		}
 	}
 	return src, nil
+}
+
+// reopener returns how to open src's version again without a round trip,
+// or nil. A gcsfs file on GCS over HTTP has a generation and no
+// multi-range downloader: a pinned open of it (OpenVersion) does no I/O,
+// and the handle brings its own pool of PoolSize GETs. A zonal file's pool
+// already carries many ranges per stream, and a new handle would open new
+// streams; elsewhere a pinned open stats the object.
+func reopener(fsys fs.FS, src *source) func(ctx context.Context) (*gcsfs.File, error) {
+	g, ok := fsys.(gcsFS)
+	if !ok || src.gen == 0 || g.Zonal() {
+		return nil
+	}
+	v := gcsfs.Version{Size: src.size, Generation: src.gen, ModTime: src.mod}
+	return func(ctx context.Context) (*gcsfs.File, error) {
+		return g.OpenVersion(ctx, src.name, v)
+	}
 }
 
 // nilFile returns a gcsfs open's result as an fs.File, nil (not a nil

@@ -191,19 +191,22 @@ type rangesReader interface {
 }
 
 // fetchRanges fills fr.data with the bytes of fr.ranges: in one vectored
-// call when the file offers it, else rangeFetchers ReadAts at a time.
+// call when the file offers it, else rangeFetchers ReadAts at a time. On a
+// file that reopens for free (source.reopen) the call runs on a handle of
+// its own: a gcsfs file's GETs are bounded per handle (PoolSize), so the
+// tasks of one big file fetched at once would otherwise share one handle's
+// GETs and a dataset of few large files would fetch at the rate of one.
 func fetchRanges(ctx context.Context, src *source, fr *fetched) error {
-	if rr, ok := src.r.(rangesReader); ok {
-		rs := make([]gcsfs.Range, len(fr.ranges))
-		for i, r := range fr.ranges {
-			rs[i] = gcsfs.Range{Offset: r.off, Length: r.n}
-		}
-		data, err := rr.ReadRanges(ctx, rs)
+	if src.reopen != nil {
+		f, err := src.reopen(ctx)
 		if err != nil {
-			return fmt.Errorf("dataset: %s: read %d ranges: %w", src.name, len(rs), src.readErr(err))
+			return fmt.Errorf("dataset: %s: reopen: %w", src.name, src.readErr(err))
 		}
-		copy(fr.data, data)
-		return nil
+		defer f.Close()
+		return readRanges(ctx, src, f, fr)
+	}
+	if rr, ok := src.r.(rangesReader); ok {
+		return readRanges(ctx, src, rr, fr)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(rangeFetchers)
@@ -218,6 +221,20 @@ func fetchRanges(ctx context.Context, src *source, fr *fetched) error {
 		})
 	}
 	return g.Wait()
+}
+
+// readRanges fills fr.data with one vectored call of rr, a handle to src.
+func readRanges(ctx context.Context, src *source, rr rangesReader, fr *fetched) error {
+	rs := make([]gcsfs.Range, len(fr.ranges))
+	for i, r := range fr.ranges {
+		rs[i] = gcsfs.Range{Offset: r.off, Length: r.n}
+	}
+	data, err := rr.ReadRanges(ctx, rs)
+	if err != nil {
+		return fmt.Errorf("dataset: %s: read %d ranges: %w", src.name, len(rs), src.readErr(err))
+	}
+	copy(fr.data, data)
+	return nil
 }
 
 // decode runs arrow-go over the prefetched bytes and conforms every record
