@@ -18,7 +18,12 @@ import (
 	"github.com/zonalread/zonalread/internal/leaktest"
 )
 
-func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+// Every test reads with scrubbed fetch buffers: a released buffer is
+// overwritten, so a block that aliased one fails the test that reads it.
+func TestMain(m *testing.M) {
+	fetchBuffers.scrub = true
+	leaktest.VerifyTestMain(m)
+}
 
 var testSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "id", Type: arrow.PrimitiveTypes.Int64},
@@ -39,12 +44,17 @@ func rowFor(id int64) row { return row{id, float64(id) * 1.5, fmt.Sprintf("name-
 // group, snappy-compressed.
 func writeParquet(t testing.TB, first, n, rowGroup int64) []byte {
 	t.Helper()
+	return writeParquetWith(t, first, n, rowGroup, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithDictionaryDefault(true)))
+}
+
+// writeParquetWith is writeParquet with the writer's properties.
+func writeParquetWith(t testing.TB, first, n, rowGroup int64, props *parquet.WriterProperties) []byte {
+	t.Helper()
 	rec := idBlock(first, n)
 	defer rec.Release()
 	tbl := array.NewTableFromRecords(testSchema, []arrow.RecordBatch{rec})
 	defer tbl.Release()
 	var buf bytes.Buffer
-	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithDictionaryDefault(true))
 	if err := pqarrow.WriteTable(tbl, &buf, rowGroup, props, pqarrow.DefaultWriterProps()); err != nil {
 		t.Fatal(err)
 	}

@@ -112,12 +112,24 @@ func coalesce(rs []byteRange, gap int64) []byteRange {
 // fetched serves ReadAt from ranges fetched ahead, falling back to the file
 // for anything outside them (counted: it should not happen).
 type fetched struct {
-	src       *source
-	ctx       context.Context
-	ranges    []byteRange
-	data      [][]byte
+	src    *source
+	ctx    context.Context
+	ranges []byteRange
+	data   [][]byte // data[i] holds ranges[i]: a slice of buf
+	// buf is the one buffer the ranges are read into, from fetchBuffers;
+	// nil once released.
+	buf       []byte
 	mu        sync.Mutex
 	fallbacks int
+}
+
+// release returns the fetched bytes' buffer to fetchBuffers: the caller
+// is done reading them (the decode has ended) and no fetch writes them.
+func (f *fetched) release() {
+	if f.buf != nil {
+		fetchBuffers.put(f.buf)
+		f.buf, f.data = nil, nil
+	}
 }
 
 func (f *fetched) ReadAt(p []byte, off int64) (int, error) {
@@ -158,21 +170,34 @@ func readTask(ctx context.Context, t *task, gap, batchRows int64, mem memory.All
 	}
 	err = decode(ctx, t, fr, batchRows, mem, emit)
 	st.fallbacks = fr.fallbacks
+	fr.release()
 	return st, err
 }
 
 // fetchTask fetches ranges, the task's column chunks from chunkRanges, in
-// parallel, and returns them as the file its decode reads.
+// parallel into one buffer from fetchBuffers, and returns them as the file
+// its decode reads; the caller releases it once the decode has ended.
 func fetchTask(ctx context.Context, t *task, ranges []byteRange) (*fetched, readStats, error) {
-	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges))}
-	st := readStats{ranges: int64(len(ranges)), fetchedBytes: rangeBytes(ranges)}
+	n := rangeBytes(ranges)
+	fr := &fetched{src: t.f.src, ctx: ctx, ranges: ranges, data: make([][]byte, len(ranges)), buf: fetchBuffers.get(n)}
+	var at int64
+	for i, r := range ranges {
+		fr.data[i] = fr.buf[at : at+r.n : at+r.n]
+		at += r.n
+	}
+	st := readStats{ranges: int64(len(ranges)), fetchedBytes: n}
 	if err := fetchRanges(ctx, t.f.src, fr); err != nil {
+		fr.release() // every read into it has returned
 		return nil, st, err
 	}
 	return fr, st, nil
 }
 
-// rangeBytes is the bytes of rs: what fetching them holds. Every range
+// fetchHolds is the bytes a fetch of ranges holds: its buffer's capacity
+// (see bufferClass).
+func fetchHolds(ranges []byteRange) int64 { return bufferClass(rangeBytes(ranges)) }
+
+// rangeBytes is the bytes of rs: what a fetch of them reads. Every range
 // lies inside one file, so the sum of coalesced ranges cannot overflow.
 func rangeBytes(rs []byteRange) int64 {
 	var n int64
@@ -182,12 +207,12 @@ func rangeBytes(rs []byteRange) int64 {
 	return n
 }
 
-// rangesReader is a file that fetches many ranges in one call: a
-// gcsfs.File issues them together (on the multi-range downloader's streams
-// of a zonal bucket, as parallel GETs elsewhere), exactly, without
-// prefetching past them.
+// rangesReader is a file that fetches many ranges into given buffers in
+// one call: a gcsfs.File issues them together (on the multi-range
+// downloader's streams of a zonal bucket, as parallel GETs elsewhere),
+// exactly, without prefetching past them.
 type rangesReader interface {
-	ReadRanges(ctx context.Context, rs []gcsfs.Range) ([][]byte, error)
+	ReadRangesInto(ctx context.Context, rs []gcsfs.Range, dst [][]byte) error
 }
 
 // fetchRanges fills fr.data with the bytes of fr.ranges: in one vectored
@@ -212,11 +237,9 @@ func fetchRanges(ctx context.Context, src *source, fr *fetched) error {
 	g.SetLimit(rangeFetchers)
 	for i, r := range fr.ranges {
 		g.Go(func() error {
-			buf := make([]byte, r.n)
-			if err := src.readAt(gctx, buf, r.off); err != nil {
+			if err := src.readAt(gctx, fr.data[i], r.off); err != nil {
 				return fmt.Errorf("dataset: %s: read [%d, %d): %w", src.name, r.off, r.off+r.n, err)
 			}
-			fr.data[i] = buf
 			return nil
 		})
 	}
@@ -229,11 +252,9 @@ func readRanges(ctx context.Context, src *source, rr rangesReader, fr *fetched) 
 	for i, r := range fr.ranges {
 		rs[i] = gcsfs.Range{Offset: r.off, Length: r.n}
 	}
-	data, err := rr.ReadRanges(ctx, rs)
-	if err != nil {
+	if err := rr.ReadRangesInto(ctx, rs, fr.data); err != nil {
 		return fmt.Errorf("dataset: %s: read %d ranges: %w", src.name, len(rs), src.readErr(err))
 	}
-	copy(fr.data, data)
 	return nil
 }
 

@@ -79,7 +79,7 @@ func (l *loop) startFetches() {
 	for l.aheadOf() < l.opts.Workers && l.next < len(l.tasks) && !l.satisfiable() {
 		t := l.tasks[l.next]
 		ranges, err := t.chunkRanges(l.opts.CoalesceGap)
-		fetchRes := rangeBytes(ranges)
+		fetchRes := fetchHolds(ranges)
 		decodeRes := l.decodeReservation(t, fetchRes)
 		idle := l.fetching == 0 && len(l.ready) == 0 && l.running == 0 && len(l.queue) == 0
 		if !l.budget.fits(saturatingAdd(fetchRes, max(l.largestPromise(-1), decodeRes))) && !(l.consumerWaits() && idle) {
@@ -261,6 +261,7 @@ func (l *loop) decodeWork(j *readJob) {
 		blocks = nil
 	}
 	j.st.fallbacks = j.fr.fallbacks
+	j.fr.release()
 	l.recordRead(j, blocks)
 	l.results <- taskResult{idx: j.idx, file: t.file, blocks: blocks, est: t.estBytes, reserved: j.fetchRes + j.decodeRes, err: err, st: j.st}
 }

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/testkit"
 	"github.com/zonalread/zonalread/internal/testserver"
@@ -50,4 +54,50 @@ func TestTasksOfOneFileFetchOnHandlesOfTheirOwn(t *testing.T) {
 	if st := srv.HTTP.Stats(); st.MaxInFlight < workers*poolSize || st.Requests < workers*poolSize {
 		t.Fatalf("%d requests, %d at once: want %d, one per task", st.Requests, st.MaxInFlight, workers*poolSize)
 	}
+}
+
+// Fetch buffers are reused (fetchBuffers), so no block may point into one
+// once its task's decode has ended: every released buffer is scrubbed in
+// this package's tests (TestMain), and the rows read here, from files of
+// every page layout arrow-go reads without copying into a buffer of its
+// own where it could (uncompressed, plain; and snappy with dictionaries),
+// are checked by value after the whole scan, long after their buffers were
+// reused by later tasks.
+func TestBlocksOutliveTheirFetchBuffers(t *testing.T) {
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}, NoGRPC: true})
+	plain := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Uncompressed), parquet.WithDictionaryDefault(false))
+	snappy := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithDictionaryDefault(true))
+	srv.Put(t, "d/part-0.parquet", writeParquetWith(t, 0, 60000, 20000, plain))
+	srv.Put(t, "d/part-1.parquet", writeParquetWith(t, 60000, 60000, 20000, snappy))
+	ctx := context.Background()
+	fsys, err := gcsfs.New(ctx, srv.Blob, &gcsfs.Options{BucketName: "pq", Zonal: gcsfs.ZonalOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 2, TargetBlockBytes: 1, PreserveOrder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := fetchBuffers.released.Load()
+	it := ds.Iter(ctx)
+	defer it.Close()
+	var held []arrow.RecordBatch
+	for it.Next() {
+		rec := it.Block().Record
+		rec.Retain()
+		held = append(held, rec)
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fetchBuffers.released.Load() - released; n < 6 {
+		t.Fatalf("%d fetch buffers released for 6 row groups: the scan did not reuse them", n)
+	}
+	var rows []row
+	for _, rec := range held {
+		rows = append(rows, recordRows(t, rec)...)
+		rec.Release()
+	}
+	checkRows(t, rows, idRange(0, 120000), "id,x,name")
 }

@@ -165,6 +165,27 @@ func ExampleFile_ReadRanges() {
 	// true
 }
 
+// ReadRangesInto fills buffers the caller keeps and reuses: one backing
+// array here, cut into a buffer per range.
+func ExampleFile_ReadRangesInto() {
+	ctx := context.Background()
+	file, done, err := memFile(ctx, "abc.txt", []byte("abcdefghijklmnopqrstuvwxyz"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer done()
+	backing := make([]byte, 7)
+	rs := []gcsfs.Range{{Offset: 22, Length: 4}, {Offset: 0, Length: 3}}
+	if err := file.ReadRangesInto(ctx, rs, [][]byte{backing[:4], backing[4:]}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%q\n", backing)
+	// Output:
+	// "wxyzabc"
+}
+
 // memWith opens a mem:// FS with opts holding one object, name with data:
 // where the examples that read start from.
 func memWith(ctx context.Context, opts *gcsfs.Options, name string, data []byte) (*gcsfs.FS, error) {

@@ -82,6 +82,75 @@ func TestReadRanges(t *testing.T) {
 	}
 }
 
+// ReadRangesInto fills the caller's buffers, every byte, one fetch per
+// non-empty range as given (no coalescing), and refuses buffers that do
+// not match the ranges before anything is sent.
+func TestReadRangesInto(t *testing.T) {
+	for _, zonal := range []bool{false, true} {
+		name := map[bool]string{false: "http", true: "zonal"}[zonal]
+		t.Run(name, func(t *testing.T) {
+			h := newFakeHarness(t, zonal)
+			data := make([]byte, 4<<20)
+			rand.NewChaCha8([32]byte{3}).Read(data)
+			ctx := context.Background()
+			if err := h.Put(ctx, "obj", data); err != nil {
+				t.Fatal(err)
+			}
+			f := openRangesObj(t, h, 64<<10)
+			ep := h.HTTP
+			if zonal {
+				ep = h.GRPC
+			}
+			dst := make([][]byte, len(rangesCase))
+			var want int64
+			for i, r := range rangesCase {
+				dst[i] = bytes.Repeat([]byte{0xEE}, int(r.Length)) // a reused buffer's old bytes
+				want += r.Length
+			}
+			ep.ResetStats()
+			if err := f.ReadRangesInto(ctx, rangesCase, dst); err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range rangesCase {
+				if !bytes.Equal(dst[i], data[r.Offset:r.Offset+r.Length]) {
+					t.Fatalf("range %d (%d bytes at %d): wrong bytes", i, r.Length, r.Offset)
+				}
+			}
+			if st := ep.Stats(); st.Requests != 7 || st.Bytes != want {
+				t.Fatalf("%d requests and %d bytes sent, want 7 (one per non-empty range) and %d", st.Requests, st.Bytes, want)
+			}
+
+			for _, c := range []struct {
+				dst  [][]byte
+				what string
+			}{
+				{dst[:len(dst)-1], "7 buffers for 8 ranges"},
+				{append(dst[:len(dst):len(dst)], nil), "9 buffers for 8 ranges"},
+				{append(append([][]byte{}, dst[:1]...), append([][]byte{dst[1][:999]}, dst[2:]...)...), "buffer 1 holds 999 bytes for a 1000-byte range"},
+			} {
+				if err := f.ReadRangesInto(ctx, rangesCase, c.dst); !errors.Is(err, fs.ErrInvalid) || !strings.Contains(err.Error(), c.what) {
+					t.Errorf("ReadRangesInto with bad buffers = %v; want fs.ErrInvalid naming %q", err, c.what)
+				}
+			}
+			if err := f.ReadRangesInto(ctx, []gcsfs.Range{{4 << 20, 1}}, [][]byte{{0}}); !errors.Is(err, fs.ErrInvalid) || !strings.Contains(err.Error(), "range 0") {
+				t.Errorf("ReadRangesInto past the end = %v; want fs.ErrInvalid naming range 0", err)
+			}
+			if st := ep.Stats(); st.Requests != 7 {
+				t.Fatalf("refused calls reached the server: %d requests", st.Requests-7)
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			if err := f.ReadRangesInto(cctx, rangesCase, dst); !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled ReadRangesInto = %v", err)
+			}
+			f.Close()
+			if err := f.ReadRangesInto(ctx, rangesCase, dst); !errors.Is(err, fs.ErrClosed) {
+				t.Fatalf("ReadRangesInto after Close = %v", err)
+			}
+		})
+	}
+}
+
 func TestReadRangesErrors(t *testing.T) {
 	h := newFakeHarness(t, false)
 	ctx := context.Background()
