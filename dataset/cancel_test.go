@@ -61,6 +61,35 @@ func TestCancelIterAndBatches(t *testing.T) {
 	bi.Close()
 }
 
+// An execution cancelled before it starts, in either footer mode, ends
+// with the context's error: Inline resolves footers on the scheduling
+// loop, whose failed resolves were dropped as cancelled and left the loop
+// finished (every file resolved, no task) before it saw ctx.Done, so the
+// stream ended cleanly with none of its rows. Footers are not cached here
+// (a fresh dataset per case), so every resolve runs under the cancel.
+func TestCancelledBeforeIterFailsInEveryFooterMode(t *testing.T) {
+	for _, mode := range []MetadataFetch{Inline, Threaded} {
+		for range 5 {
+			fsys, _ := memFS(t, threeFiles(t))
+			ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{MetadataFetch: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			it := ds.Iter(ctx)
+			var rows int64
+			for it.Next() {
+				rows += it.Block().Meta.NumRows
+			}
+			if err := it.Err(); !errors.Is(err, context.Canceled) {
+				t.Fatalf("%v: Iter under a cancelled context: %d rows, Err %v; want context.Canceled", mode, rows, err)
+			}
+			it.Close()
+		}
+	}
+}
+
 // Every split (equal or not, through Iter or Batches) ends with the
 // cancelled context's error; the next epoch then reads every row.
 func TestCancelSplits(t *testing.T) {

@@ -244,6 +244,8 @@ func (l *loop) addFooter(r footerResult) {
 	if r.err != nil {
 		if l.readCtx.Err() == nil {
 			l.blockFailed(r.err)
+		} else {
+			l.droppedCancelled()
 		}
 		return
 	}
@@ -252,6 +254,17 @@ func (l *loop) addFooter(r footerResult) {
 	l.tasksLeft[r.idx] = len(planned)
 	l.tasks = append(l.tasks, planned...)
 	l.closeIfDone(r.idx)
+}
+
+// droppedCancelled: a footer or task failed after the reads were
+// cancelled, and is dropped. A met Limit needs none of them; a cancelled
+// execution fails here with its context's error, not later in wait: once
+// the dropped work was the last, the loop finds everything finished
+// before it waits again, and ended with no error and rows missing.
+func (l *loop) droppedCancelled() {
+	if err := l.it.ctx.Err(); err != nil && l.failed == nil {
+		l.failed = err
+	}
 }
 
 // closeIfDone closes file i once every task of it is done.

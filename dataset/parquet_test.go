@@ -3,6 +3,7 @@ package dataset
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"testing"
 
@@ -20,8 +21,10 @@ import (
 
 // Every test reads with scrubbed fetch buffers: a released buffer is
 // overwritten, so a block that aliased one fails the test that reads it.
+// Benchmarks do not: scrubbing costs what the pool saves.
 func TestMain(m *testing.M) {
-	fetchBuffers.scrub = true
+	flag.Parse()
+	fetchBuffers.scrub = flag.Lookup("test.bench").Value.String() == ""
 	leaktest.VerifyTestMain(m)
 }
 

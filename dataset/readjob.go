@@ -305,7 +305,8 @@ func (l *loop) finishTask(r taskResult) {
 	if r.err != nil {
 		var pe *PanicError
 		if l.readCtx.Err() != nil && !errors.As(r.err, &pe) {
-			return // cancelled: by a met Limit, or the whole execution
+			l.droppedCancelled() // by a met Limit, or the whole execution
+			return
 		}
 		l.blockFailed(r.err)
 		if l.failed != nil {

@@ -101,3 +101,30 @@ func TestBlocksOutliveTheirFetchBuffers(t *testing.T) {
 	}
 	checkRows(t, rows, idRange(0, 120000), "id,x,name")
 }
+
+// The dataset's CoalesceGap decides what a task fetches, and the budget
+// counts it: the server sends exactly the bytes the execution counts as
+// fetched. (gcsfs's ReadRanges merged the task's ranges again under its
+// own, larger gap, so a task held up to 2x the bytes it counted.)
+func TestFetchedBytesAreWhatTheServerSent(t *testing.T) {
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}, NoGRPC: true})
+	srv.Put(t, "d/part-0.parquet", writeParquet(t, 0, 40000, 2000))
+	ctx := context.Background()
+	fsys, err := gcsfs.New(ctx, srv.Blob, &gcsfs.Options{BucketName: "pq", Zonal: gcsfs.ZonalOff, DisablePrefetch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Columns: []string{"id"}, CoalesceGap: 1, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the planning's requests to end", func() bool { return srv.HTTP.Stats().InFlight == 0 })
+	srv.HTTP.ResetStats()
+	it := ds.Iter(ctx)
+	checkRows(t, collect(t, it), idRange(0, 40000), "id")
+	st, sent := it.Stats(), srv.HTTP.Stats()
+	if st.Ranges != 20 || sent.Bytes != st.FetchedBytes {
+		t.Fatalf("counted %d bytes in %d ranges; the server sent %d bytes in %d requests", st.FetchedBytes, st.Ranges, sent.Bytes, sent.Requests)
+	}
+}
