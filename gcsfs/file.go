@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zonalread/zonalread/directbuf"
 	"github.com/zonalread/zonalread/internal/byterange"
 	"github.com/zonalread/zonalread/mrdpool"
 	"github.com/zonalread/zonalread/prefetch"
@@ -464,7 +465,8 @@ func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int6
 	if n <= 0 {
 		return 0, nil
 	}
-	size := min(n, fl.fsys.opts.MaxPrefetch, fl.fsys.buffers.Budget()/2)
+	// At least a byte: a budget under 2 bytes would make 0-byte windows.
+	size := max(min(n, fl.fsys.opts.MaxPrefetch, fl.fsys.buffers.Budget()/2), 1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	windows := make(chan window, 1) // one window written while the next one fills
@@ -474,7 +476,7 @@ func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int6
 		// never blocks for good, even after ctx ends.
 		for pos := off; pos < off+n; pos += size {
 			k := min(size, off+n-pos)
-			b, err := fl.fsys.buffers.Get(ctx, int(k))
+			b, err := fl.windowBuffer(ctx, int(k))
 			if err != nil {
 				windows <- window{err: err}
 				return
@@ -513,6 +515,22 @@ func (fl *File) writeRange(ctx context.Context, w io.Writer, off, n int64) (int6
 		werr = fmt.Errorf("gcsfs: wrote %d of %d bytes: %w", written, n, io.ErrShortWrite)
 	}
 	return written, werr
+}
+
+// windowBuffer returns a buffer of k bytes for a window of writeRange: at
+// once if the budget has room, else once the FS's files have let go of
+// their prefetched windows (FS.dropPrefetched) and enough memory is
+// released. Waiting for their readers instead hung a caller that read a
+// file's head and then copied the rest (its own window held the budget)
+// or that left other files open, read a little (their windows held it).
+// Only other writeRange windows, which their own loops release, can then
+// hold it.
+func (fl *File) windowBuffer(ctx context.Context, k int) (*directbuf.Buffer, error) {
+	if b, ok := fl.fsys.buffers.TryGet(k); ok {
+		return b, nil
+	}
+	fl.fsys.dropPrefetched()
+	return fl.fsys.buffers.Get(ctx, k)
 }
 
 // Close implements fs.File: it cancels every call in flight on the file

@@ -220,6 +220,24 @@ func (f *FS) decideZonal(ctx context.Context) (bool, error) {
 	return attrs.LocationType == "zone", nil
 }
 
+// dropPrefetched makes every open file let go of its prefetched windows
+// (prefetch.Engine.DropPrefetched), for a WriteTo that finds the budget
+// held by them: windows of files nobody reads any more are let go only by
+// a next read or a Close, which a caller blocked in that WriteTo never
+// makes. A file still read starts new windows as it needs them. It does no
+// I/O and holds no lock while the engines drop.
+func (f *FS) dropPrefetched() {
+	f.mu.Lock()
+	files := make([]*File, 0, len(f.files))
+	for file := range f.files {
+		files = append(files, file)
+	}
+	f.mu.Unlock()
+	for _, file := range files {
+		file.engine.DropPrefetched()
+	}
+}
+
 // Zonal reports whether files are read through gRPC multi-range downloaders.
 func (f *FS) Zonal() bool { return f.zonal }
 

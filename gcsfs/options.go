@@ -134,8 +134,10 @@ type Options struct {
 	// DefaultMinPartSize (1 MiB).
 	MinPartSize int64
 	// PrefetchBudget caps the bytes of prefetched data held by all files of
-	// the FS together. Default DefaultPrefetchBudget (256 MiB), at least
-	// 2*MaxPrefetch.
+	// the FS together, WriteTo's windows included (a WriteTo that finds it
+	// held by prefetched windows makes the files let go of them rather
+	// than wait for reads that may never come). Default
+	// DefaultPrefetchBudget (256 MiB), at least 2*MaxPrefetch.
 	PrefetchBudget int64
 	// CoalesceGap is the largest gap between two ranges of one ReadRanges
 	// call that are still fetched as one range (the gap's bytes are

@@ -581,6 +581,21 @@ func (e *Engine) forget(c *chunk) {
 	}
 }
 
+// DropPrefetched lets go of every prefetched range: their fetches are
+// cancelled and their buffers go back to the pool once no read copies out
+// of them (a read waiting on a dropped range fetches its bytes itself).
+// Reads go on; a sequential run starts new windows as it needs them. It
+// is for a caller that needs the pool's budget back from ranges that may
+// never be read: it does no I/O and waits for nothing.
+func (e *Engine) DropPrefetched() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.chunks {
+		e.dropLocked(c)
+	}
+	e.chunks = nil
+}
+
 // Close cancels every fetch in flight, waits for them to end and returns
 // their buffers to the pool. Reads after Close fail with an error wrapping
 // fs.ErrClosed. Close is idempotent and always returns nil.

@@ -364,3 +364,37 @@ func TestReadDirect(t *testing.T) {
 		t.Fatalf("after Close = %v", err)
 	}
 }
+
+// DropPrefetched gives the budget back: a gated window in flight and the
+// windows already filled are let go (InUse back to 0 without a read or a
+// Close), and the reads after it still return the object's bytes.
+func TestDropPrefetchedGivesTheBudgetBack(t *testing.T) {
+	m := newMem(8 * MiB)
+	opts := smallOpts
+	e := New(m, int64(len(m.data)), &opts)
+	defer e.Close()
+	buf := make([]byte, 64*KiB)
+	for i := range int64(6) {
+		if _, err := e.ReadAt(context.Background(), buf, i*64*KiB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gate := make(chan struct{})
+	m.setGate(gate) // the windows topped up from now on stay in flight
+	if _, err := e.ReadAt(context.Background(), buf, 6*64*KiB); err != nil {
+		t.Fatal(err)
+	}
+	if e.opts.Buffers.InUse() == 0 {
+		t.Fatal("no prefetched window to drop")
+	}
+	e.DropPrefetched()
+	testkit.WaitFor(t, "the dropped windows' buffers to return", func() bool { return e.opts.Buffers.InUse() == 0 })
+	close(gate)
+	rest := make([]byte, len(m.data)-7*64*KiB)
+	if _, err := e.ReadAt(context.Background(), rest, 7*64*KiB); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rest, m.data[7*64*KiB:]) {
+		t.Fatal("the read after DropPrefetched differs from the source")
+	}
+}
