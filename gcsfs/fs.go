@@ -145,7 +145,10 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*FS, error) {
 
 // New returns an FS over a bucket the caller opened and keeps owning (Close
 // does not close it). For zonal reads set opts.BucketName, and
-// opts.GRPCClient or opts.ClientOptions.
+// opts.GRPCClient or opts.ClientOptions. A GCS bucket's HTTP client should
+// go through mrdpool.CheckingTransport, as Open's does: without it a
+// response of another generation, a 200 that ignored Range, and the
+// storage client's unbounded reopens of broken bodies reach the reads.
 func New(ctx context.Context, bucket *blob.Bucket, opts *Options) (*FS, error) {
 	o := opts.normalize()
 	return newFS(ctx, bucket, &o)

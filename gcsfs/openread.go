@@ -131,7 +131,9 @@ func (f *FS) httpReading(name string, poolOpts *mrdpool.Options) (readingSource,
 			return f.openBlob(ctx, name, poolOpts)
 		},
 		get: func(ctx context.Context, off, n int64) (io.ReadCloser, int64, int64, error) {
-			r, err := f.bucket.NewRangeReader(ctx, name, off, n, opts)
+			// A broken body fails the part (its bytes are fetched again
+			// through the pool) instead of being reopened for ever.
+			r, err := f.bucket.NewRangeReader(mrdpool.GuardBody(ctx), name, off, n, opts)
 			if err != nil {
 				return nil, 0, 0, err
 			}

@@ -189,7 +189,7 @@ func (d *blobDownloader) read(ctx context.Context, w io.Writer, off, n int64) er
 		}
 		return nil
 	}}
-	r, err := d.b.bucket.NewRangeReader(ctx, d.b.key, off, n, opts)
+	r, err := d.b.bucket.NewRangeReader(GuardBody(ctx), d.b.key, off, n, opts)
 	if err != nil {
 		if d.ctx.Err() != nil {
 			return fmt.Errorf("mrdpool: downloader closed: %w", fs.ErrClosed)

@@ -1,11 +1,14 @@
 package mrdpool
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // CheckingTransport is an http.RoundTripper for the HTTP client of a GCS
@@ -23,6 +26,14 @@ import (
 //     at offset 0, and fail the read for good elsewhere. The transport cuts
 //     such a body down to the range asked for and answers 206 with the
 //     Content-Range the client expects.
+//   - Resumes: when a ranged read's body breaks, the client reopens it on
+//     its own, at once and without limit (v1.70's httpReader.Read), so a
+//     server that resets every body got thousands of requests a second
+//     until the stall timeout, and Options.Retries and RetryBackoff did not
+//     apply. For a read made by a BlobBackend downloader (its context is
+//     marked; see GuardBody) the transport refuses a second GET once a
+//     first one answered with a body: the read then fails with the bytes
+//     it got, and the Pool resumes it under its own retry policy.
 //
 // Other requests and responses pass through untouched. A nil Base means
 // http.DefaultTransport.
@@ -36,9 +47,19 @@ func (t *CheckingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	g, _ := req.Context().Value(bodyGuardKey{}).(*bodyGuard)
+	if g != nil && !isMediaGet(req) {
+		g = nil // metadata calls are not the read's body
+	}
+	if g != nil && g.answered.Load() {
+		return nil, errReopenRefused
+	}
 	res, err := base.RoundTrip(req)
 	if err != nil || req.Method != http.MethodGet || (res.StatusCode != http.StatusOK && res.StatusCode != http.StatusPartialContent) {
 		return res, err
+	}
+	if g != nil {
+		g.answered.Store(true)
 	}
 	if want := req.URL.Query().Get("generation"); want != "" {
 		if got := res.Header.Get("X-Goog-Generation"); got != "" && got != want {
@@ -127,3 +148,33 @@ func (b *slicedBody) Read(p []byte) (int, error) {
 }
 
 func (b *slicedBody) Close() error { return b.c.Close() }
+
+// isMediaGet reports whether req downloads object data: a GET of the XML
+// API (any path outside the JSON API's /storage/v1/), or of the JSON API
+// with alt=media.
+func isMediaGet(req *http.Request) bool {
+	return req.Method == http.MethodGet && (!strings.Contains(req.URL.Path, "/storage/v1/") || req.URL.Query().Get("alt") == "media")
+}
+
+// bodyGuard marks the context of one ranged read (GuardBody): answered is
+// set once a GET of it got a response with a body.
+type bodyGuard struct{ answered atomic.Bool }
+
+type bodyGuardKey struct{}
+
+// GuardBody marks ctx as the context of one ranged read (one
+// NewRangeReader), so that a CheckingTransport lets one GET of it answer
+// and refuses the storage client's reopens of a broken body (see
+// CheckingTransport): the caller resumes the read under its own retry
+// policy. The client's retries of a request that got no answer (a refused
+// connection, a 503) still go through, under its retry options. Without a
+// CheckingTransport the mark does nothing.
+func GuardBody(ctx context.Context) context.Context {
+	return context.WithValue(ctx, bodyGuardKey{}, &bodyGuard{})
+}
+
+// errReopenRefused fails the storage client's reopen of a broken body. Its
+// text must not match the client's retryable errors (ShouldRetry matches
+// "connection reset" and the like in a *url.Error), or the client would
+// retry the refusal itself; the Pool treats it as any failed range.
+var errReopenRefused = errors.New("mrdpool: the response body broke; the range is resumed under the pool's retry policy, not reopened by the storage client")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"gocloud.dev/blob"
 
@@ -80,5 +81,44 @@ func TestCheckingTransportWrongGeneration(t *testing.T) {
 	defer plain.Close()
 	if _, err := plain.ReadAt(context.Background(), buf, 5000); err == nil && bytes.Equal(buf, r.data[5000:6000]) {
 		t.Log("without the CheckingTransport, a response of another generation is accepted")
+	}
+}
+
+// Through the CheckingTransport a BlobBackend's read whose body breaks is
+// resumed by the Pool, one GET per attempt (the storage client reopened
+// it itself, without limit or backoff): with Retries -1 the first broken
+// body fails the read; with retries, each break costs one retry. A 503
+// before any body is still retried by the client, not refused.
+func TestCheckingTransportLeavesResumesToThePool(t *testing.T) {
+	r := newRig(t, 1<<20)
+	b := checkedBucket(t, r)
+	buf := make([]byte, 200000)
+	for _, c := range []struct {
+		retries     int
+		fault       testserver.Fault
+		ok          bool
+		requests    int64
+		poolRetries int64
+	}{
+		{-1, testserver.Fault{Kind: testserver.FaultReset, AfterBytes: 1000}, false, 1, 0},
+		{-1, testserver.Fault{Kind: testserver.FaultShortBody, AfterBytes: 1000}, false, 1, 0},
+		{4, testserver.Fault{Kind: testserver.FaultReset, AfterBytes: 1000, Times: 3}, true, 4, 3},
+		{-1, testserver.Fault{Kind: testserver.Fault503, Times: 1}, true, 2, 0},
+	} {
+		r.HTTP.ClearFaults()
+		r.HTTP.AddFault(c.fault)
+		r.HTTP.ResetStats()
+		p := mrdpool.New(mrdpool.NewBlobBackend(b, r.name, nil), &mrdpool.Options{Retries: c.retries, RetryBackoff: time.Millisecond})
+		_, err := p.ReadAt(context.Background(), buf, 3000)
+		if (err == nil) != c.ok {
+			t.Fatalf("%v, Retries %d: ReadAt = %v, want success %v", c.fault.Kind, c.retries, err, c.ok)
+		}
+		if c.ok && !bytes.Equal(buf, r.data[3000:3000+len(buf)]) {
+			t.Fatalf("%v: wrong bytes", c.fault.Kind)
+		}
+		if st, ps := r.HTTP.Stats(), p.Stats(); st.Requests != c.requests || ps.Retries != c.poolRetries {
+			t.Fatalf("%v, Retries %d: %d requests and %d pool retries, want %d and %d", c.fault.Kind, c.retries, st.Requests, ps.Retries, c.requests, c.poolRetries)
+		}
+		p.Close()
 	}
 }
