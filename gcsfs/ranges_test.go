@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/zonalread/zonalread/gcsfs"
+	"github.com/zonalread/zonalread/internal/testserver"
 )
 
 // rangesCase are ranges in no order, overlapping, touching, a few bytes
@@ -31,18 +32,9 @@ func TestReadRanges(t *testing.T) {
 	for _, zonal := range []bool{false, true} {
 		name := map[bool]string{false: "http", true: "zonal"}[zonal]
 		t.Run(name, func(t *testing.T) {
-			h := newFakeHarness(t, zonal)
-			data := make([]byte, 4<<20)
-			rand.NewChaCha8([32]byte{2}).Read(data)
+			h, data, ep := rangesRig(t, zonal, 2)
 			ctx := context.Background()
-			if err := h.Put(ctx, "obj", data); err != nil {
-				t.Fatal(err)
-			}
 			f := openRangesObj(t, h, 64<<10)
-			ep := h.HTTP
-			if zonal {
-				ep = h.GRPC
-			}
 			ep.ResetStats()
 			got, err := f.ReadRanges(ctx, rangesCase)
 			if err != nil {
@@ -89,18 +81,9 @@ func TestReadRangesInto(t *testing.T) {
 	for _, zonal := range []bool{false, true} {
 		name := map[bool]string{false: "http", true: "zonal"}[zonal]
 		t.Run(name, func(t *testing.T) {
-			h := newFakeHarness(t, zonal)
-			data := make([]byte, 4<<20)
-			rand.NewChaCha8([32]byte{3}).Read(data)
+			h, data, ep := rangesRig(t, zonal, 3)
 			ctx := context.Background()
-			if err := h.Put(ctx, "obj", data); err != nil {
-				t.Fatal(err)
-			}
 			f := openRangesObj(t, h, 64<<10)
-			ep := h.HTTP
-			if zonal {
-				ep = h.GRPC
-			}
 			dst := make([][]byte, len(rangesCase))
 			var want int64
 			for i, r := range rangesCase {
@@ -198,6 +181,23 @@ func TestReadRangesErrors(t *testing.T) {
 	if _, err := f.ReadRanges(ctx, []gcsfs.Range{{0, 10}}); !errors.Is(err, fs.ErrClosed) {
 		t.Fatalf("ReadRanges after Close = %v", err)
 	}
+}
+
+// rangesRig stores "obj", 4 MiB of random bytes from seed, on a fake of
+// the backend asked for; it returns the harness, the bytes and the
+// endpoint that serves the reads.
+func rangesRig(t *testing.T, zonal bool, seed byte) (*fakeHarness, []byte, *testserver.Endpoint) {
+	t.Helper()
+	h := newFakeHarness(t, zonal)
+	data := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{seed}).Read(data)
+	if err := h.Put(context.Background(), "obj", data); err != nil {
+		t.Fatal(err)
+	}
+	if zonal {
+		return h, data, h.GRPC
+	}
+	return h, data, h.HTTP
 }
 
 // openRangesObj opens "obj" through a new FS on h with the given
