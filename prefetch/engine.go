@@ -450,21 +450,6 @@ func (e *Engine) spurLocked(c *chunk) {
 	e.topUpLocked(c.end(), w)
 }
 
-// dropLocked removes a chunk: its fetches are cancelled and its buffer goes
-// back to the pool once nobody uses it.
-func (e *Engine) dropLocked(c *chunk) {
-	c.cancel()
-	e.bg.Add(1)
-	go func() {
-		defer e.bg.Done()
-		c.users.Wait()
-		if w := int64(c.buf.Len()) - c.served.Load(); w > 0 {
-			e.wasted.Add(w)
-		}
-		c.buf.Release()
-	}()
-}
-
 // serve fills p (the read at off) from its plan.
 func (e *Engine) serve(ctx context.Context, rp *readPlan, p []byte, off int64) error {
 	var direct []piece
@@ -559,57 +544,5 @@ func (e *Engine) fetchDirect(ctx context.Context, p []byte, off int64, pieces []
 		}
 		return err
 	}
-	return nil
-}
-
-func (e *Engine) isClosed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closed
-}
-
-// forget drops a chunk if it is still listed.
-func (e *Engine) forget(c *chunk) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i, x := range e.chunks {
-		if x == c {
-			e.chunks = append(e.chunks[:i], e.chunks[i+1:]...)
-			e.dropLocked(c)
-			return
-		}
-	}
-}
-
-// DropPrefetched lets go of every prefetched range: their fetches are
-// cancelled and their buffers go back to the pool once no read copies out
-// of them (a read waiting on a dropped range fetches its bytes itself).
-// Reads go on; a sequential run starts new windows as it needs them. It
-// is for a caller that needs the pool's budget back from ranges that may
-// never be read: it does no I/O and waits for nothing.
-func (e *Engine) DropPrefetched() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, c := range e.chunks {
-		e.dropLocked(c)
-	}
-	e.chunks = nil
-}
-
-// Close cancels every fetch in flight, waits for them to end and returns
-// their buffers to the pool. Reads after Close fail with an error wrapping
-// fs.ErrClosed. Close is idempotent and always returns nil.
-func (e *Engine) Close() error {
-	e.mu.Lock()
-	if !e.closed {
-		e.closed = true
-		for _, c := range e.chunks {
-			e.dropLocked(c)
-		}
-		e.chunks = nil
-	}
-	e.mu.Unlock()
-	e.cancel()
-	e.bg.Wait()
 	return nil
 }
