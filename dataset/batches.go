@@ -51,6 +51,9 @@ type BatchIterator struct {
 	budget *memBudget
 	stats  *batchCounters
 	out    chan batchResult
+	// raw is what the batch former makes: out itself without Collate,
+	// else what the collate workers pull from.
+	raw    chan batchResult
 	tokens chan struct{} // with Collate: one per batch pulled and not yet delivered
 	wg     sync.WaitGroup
 	cur    batchResult
@@ -84,7 +87,7 @@ func (d *Dataset) Batches(ctx context.Context, opts *BatchOptions) *BatchIterato
 func newBatchIterator(parent, ctx context.Context, cancel context.CancelFunc, it BlockIterator, budget *memBudget, opts *BatchOptions, formBatches formFunc) *BatchIterator {
 	o := opts.normalize()
 	raw := make(chan batchResult, o.PrefetchBatches)
-	bi := &BatchIterator{parent: parent, cancel: cancel, budget: budget, stats: &batchCounters{},
+	bi := &BatchIterator{parent: parent, cancel: cancel, budget: budget, stats: &batchCounters{}, raw: raw,
 		order: o.PreserveOrder && o.Collate != nil, pending: map[int]batchResult{}}
 	sink := &batchSink{ctx: ctx, budget: budget, out: raw, stats: bi.stats}
 	bi.wg.Go(func() {
@@ -256,5 +259,12 @@ func (bi *BatchIterator) Close() error {
 	bi.pending = map[int]batchResult{}
 	bi.ended = true
 	bi.wg.Wait()
+	// With Collate, the batches formed and not yet pulled by a worker wait
+	// in raw, which the former closed when it stopped: the workers stop
+	// without draining it, and their bytes would stay counted in the
+	// budget (a split's is the epoch's, shared with the other splits).
+	for r := range bi.raw {
+		bi.drop(r)
+	}
 	return nil
 }

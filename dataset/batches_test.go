@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -131,6 +132,53 @@ func TestBatchesEarlyClose(t *testing.T) {
 	bi.Next()
 	bi.Close() // leaks nothing (goleak)
 	bi.Close()
+}
+
+// Close lets go of every batch it counted, those still waiting for a
+// collate worker included: with Collate, the formed batches wait in their
+// own queue, which Close did not drain, and the budget went on counting
+// them (a split's budget is the epoch's, shared with the other splits).
+// Here the one worker blocks in Collate until Close while the former fills
+// that queue.
+func TestCloseLetsGoOfBatchesWaitingForCollate(t *testing.T) {
+	ds := orderedDS(t)
+	blocked := func(ctx context.Context, rec arrow.RecordBatch) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	opts := &BatchOptions{BatchSize: 100, PrefetchBatches: 4, CollateWorkers: 1, Collate: blocked}
+	closeFull := func(bi *BatchIterator) {
+		testkit.WaitFor(t, "the collate queue to fill", func() bool { return len(bi.raw) == cap(bi.raw) })
+		bi.Close()
+	}
+
+	bi := ds.Batches(context.Background(), opts)
+	closeFull(bi)
+	if st := bi.Stats(); st.HeldBytes != 0 {
+		t.Fatalf("Batches: %d bytes still counted after Close", st.HeldBytes)
+	}
+
+	splits := ds.StreamingSplit(2, false)
+	var wg sync.WaitGroup
+	sb, err := splits[0].Batches(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() { closeFull(sb) })
+	other, err := splits[1].Batches(context.Background(), &BatchOptions{BatchSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for other.Next() {
+	}
+	if err := other.Err(); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	wg.Wait()
+	if st := splits[1].Stats(); st.HeldBytes != 0 {
+		t.Fatalf("split: the epoch's budget still counts %d bytes after every iterator closed", st.HeldBytes)
+	}
 }
 
 // Close stops the collate workers: a worker whose Collate returns after
