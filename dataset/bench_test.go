@@ -106,16 +106,16 @@ func BenchmarkScan(b *testing.B) {
 	ctx := context.Background()
 	bucket := srv.Blob
 
-	// report checks every row was read and reports the rate and the
-	// process's CPU time per scan since cpu0 (servers included: on a
-	// machine of few cores a row can be bound by the CPU, not the link it
-	// shapes); it returns the MB/s.
-	report := func(b *testing.B, got int64, cpu0 time.Duration) float64 {
-		b.ReportMetric((procstat.CPUTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+	// report checks every row was read and reports the rate over elapsed
+	// and the process's CPU time per scan, cpu over b.N (servers included:
+	// on a machine of few cores a row can be bound by the CPU, not the
+	// link it shapes); it returns the MB/s.
+	report := func(b *testing.B, got int64, elapsed, cpu time.Duration) float64 {
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		if got != rows*int64(b.N) {
 			b.Fatalf("read %d rows, want %d", got, rows*int64(b.N))
 		}
-		secs := b.Elapsed().Seconds()
+		secs := elapsed.Seconds()
 		mbps := float64(size) * float64(b.N) / secs / 1e6
 		b.ReportMetric(float64(got)/secs, "rows/s")
 		b.ReportMetric(mbps, "MB/s")
@@ -166,7 +166,7 @@ func BenchmarkScan(b *testing.B) {
 		for b.Loop() {
 			got += scanRows(b, plan)
 		}
-		return report(b, got, cpu0)
+		return report(b, got, b.Elapsed(), procstat.CPUTime()-cpu0)
 	}
 
 	// Two ceilings. dataset-unshaped is the scan over the in-process
@@ -214,14 +214,8 @@ func BenchmarkScan(b *testing.B) {
 			shapedTime += d
 			got += n
 		}
-		if got != rows*int64(b.N) {
-			b.Fatalf("read %d rows, want %d", got, rows*int64(b.N))
-		}
-		mbps := float64(size) * float64(b.N) / shapedTime.Seconds() / 1e6
+		mbps := report(b, got, shapedTime, cpu)
 		unshaped := float64(size) * float64(b.N) / unshapedTime.Seconds() / 1e6
-		b.ReportMetric(mbps, "MB/s")
-		b.ReportMetric(float64(got)/shapedTime.Seconds(), "rows/s")
-		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		b.ReportMetric(float64(shapedTime.Milliseconds())/float64(b.N), "shaped-ms/op")
 		b.ReportMetric(float64(unshapedTime.Milliseconds())/float64(b.N), "unshaped-ms/op")
 		b.ReportMetric(mbps/min(unshaped, linkCap), "ceiling-ratio")
@@ -249,7 +243,7 @@ func BenchmarkScan(b *testing.B) {
 			}
 			it.Close()
 		}
-		report(b, got, cpu0)
+		report(b, got, b.Elapsed(), procstat.CPUTime()-cpu0)
 	})
 
 	b.Run("pqarrow-rangereaders", func(b *testing.B) {
@@ -260,7 +254,7 @@ func BenchmarkScan(b *testing.B) {
 				got += scanPlain(b, ctx, bucket, fmt.Sprintf("scan/part-%03d.parquet", f))
 			}
 		}
-		report(b, got, cpu0)
+		report(b, got, b.Elapsed(), procstat.CPUTime()-cpu0)
 	})
 }
 
