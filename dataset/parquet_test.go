@@ -17,6 +17,7 @@ import (
 
 	"github.com/zonalread/zonalread/gcsfs"
 	"github.com/zonalread/zonalread/internal/leaktest"
+	"github.com/zonalread/zonalread/internal/testserver"
 )
 
 // Every test reads with scrubbed fetch buffers: a released buffer is
@@ -92,6 +93,24 @@ func memFSOpts(t testing.TB, files map[string][]byte, opts *gcsfs.Options) (*gcs
 		b.Close()
 	})
 	return f, b
+}
+
+// httpFS is memFSOpts over the HTTP fake: a server holding files in
+// bucket "pq", and a gcsfs FS on it with opts (BucketName and Zonal set
+// here); both close when t ends.
+func httpFS(t testing.TB, files map[string][]byte, opts gcsfs.Options) (*testserver.Test, *gcsfs.FS) {
+	t.Helper()
+	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}, NoGRPC: true})
+	for name, data := range files {
+		srv.Put(t, name, data)
+	}
+	opts.BucketName, opts.Zonal = "pq", gcsfs.ZonalOff
+	fsys, err := gcsfs.New(context.Background(), srv.Blob, &opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Close() })
+	return srv, fsys
 }
 
 // threeFiles is 3 files of 10 row groups of 1000 rows: ids 0..29999.

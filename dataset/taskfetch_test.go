@@ -21,15 +21,9 @@ import (
 // requests pile up to what the client allows at once: Workers fetches of
 // PoolSize GETs each, where sharing the handle held them to PoolSize.
 func TestTasksOfOneFileFetchOnHandlesOfTheirOwn(t *testing.T) {
-	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}, NoGRPC: true})
-	srv.Put(t, "big/part-0.parquet", writeParquet(t, 0, 40000, 1000))
-	ctx := context.Background()
 	const poolSize, workers = 1, 4
-	fsys, err := gcsfs.New(ctx, srv.Blob, &gcsfs.Options{BucketName: "pq", Zonal: gcsfs.ZonalOff, PoolSize: poolSize, Concurrency: poolSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fsys.Close()
+	srv, fsys := httpFS(t, map[string][]byte{"big/part-0.parquet": writeParquet(t, 0, 40000, 1000)}, gcsfs.Options{PoolSize: poolSize, Concurrency: poolSize})
+	ctx := context.Background()
 	ds, err := ReadParquet(fsys, "big/*.parquet", &ReadOptions{Workers: workers, TargetBlockBytes: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -64,17 +58,13 @@ func TestTasksOfOneFileFetchOnHandlesOfTheirOwn(t *testing.T) {
 // are checked by value after the whole scan, long after their buffers were
 // reused by later tasks.
 func TestBlocksOutliveTheirFetchBuffers(t *testing.T) {
-	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}, NoGRPC: true})
 	plain := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Uncompressed), parquet.WithDictionaryDefault(false))
 	snappy := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithDictionaryDefault(true))
-	srv.Put(t, "d/part-0.parquet", writeParquetWith(t, 0, 60000, 20000, plain))
-	srv.Put(t, "d/part-1.parquet", writeParquetWith(t, 60000, 60000, 20000, snappy))
+	_, fsys := httpFS(t, map[string][]byte{
+		"d/part-0.parquet": writeParquetWith(t, 0, 60000, 20000, plain),
+		"d/part-1.parquet": writeParquetWith(t, 60000, 60000, 20000, snappy),
+	}, gcsfs.Options{})
 	ctx := context.Background()
-	fsys, err := gcsfs.New(ctx, srv.Blob, &gcsfs.Options{BucketName: "pq", Zonal: gcsfs.ZonalOff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fsys.Close()
 	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Workers: 2, TargetBlockBytes: 1, PreserveOrder: true})
 	if err != nil {
 		t.Fatal(err)
@@ -107,14 +97,8 @@ func TestBlocksOutliveTheirFetchBuffers(t *testing.T) {
 // fetched. (gcsfs's ReadRanges merged the task's ranges again under its
 // own, larger gap, so a task held up to 2x the bytes it counted.)
 func TestFetchedBytesAreWhatTheServerSent(t *testing.T) {
-	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}, NoGRPC: true})
-	srv.Put(t, "d/part-0.parquet", writeParquet(t, 0, 40000, 2000))
+	srv, fsys := httpFS(t, map[string][]byte{"d/part-0.parquet": writeParquet(t, 0, 40000, 2000)}, gcsfs.Options{DisablePrefetch: true})
 	ctx := context.Background()
-	fsys, err := gcsfs.New(ctx, srv.Blob, &gcsfs.Options{BucketName: "pq", Zonal: gcsfs.ZonalOff, DisablePrefetch: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fsys.Close()
 	ds, err := ReadParquet(fsys, "d/*.parquet", &ReadOptions{Columns: []string{"id"}, CoalesceGap: 1, Workers: 1})
 	if err != nil {
 		t.Fatal(err)

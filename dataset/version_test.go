@@ -17,16 +17,8 @@ import (
 // versionRig is the three files on the HTTP fake, read through gcsfs.
 func versionRig(t *testing.T) (*testserver.Test, *gcsfs.FS, map[string][]byte) {
 	t.Helper()
-	srv := testserver.NewTest(t, &testserver.Options{Buckets: []string{"pq"}, NoGRPC: true})
 	files := threeFiles(t)
-	for name, data := range files {
-		srv.Put(t, name, data)
-	}
-	fsys, err := gcsfs.New(context.Background(), srv.Blob, &gcsfs.Options{BucketName: "pq", Zonal: gcsfs.ZonalOff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fsys.Close() })
+	srv, fsys := httpFS(t, files, gcsfs.Options{})
 	return srv, fsys, files
 }
 
