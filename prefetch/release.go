@@ -47,6 +47,11 @@ func (e *Engine) forget(c *chunk) {
 func (e *Engine) DropPrefetched() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.dropAllLocked()
+}
+
+// dropAllLocked drops every listed chunk (see dropLocked).
+func (e *Engine) dropAllLocked() {
 	for _, c := range e.chunks {
 		e.dropLocked(c)
 	}
@@ -60,10 +65,7 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	if !e.closed {
 		e.closed = true
-		for _, c := range e.chunks {
-			e.dropLocked(c)
-		}
-		e.chunks = nil
+		e.dropAllLocked()
 	}
 	e.mu.Unlock()
 	e.cancel()
